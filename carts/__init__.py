@@ -1,0 +1,1 @@
+"""What people touch: demo catalog, storefront, API, admin, commands."""

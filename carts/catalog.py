@@ -1,0 +1,27 @@
+"""The demo catalog adapter behind `cartsvc.catalog.Catalog`."""
+
+from __future__ import annotations
+
+from cartsvc.catalog import DiscountInfo, ProductInfo
+
+from carts.models import DiscountCode, Product
+
+_FIELDS = ("sku", "name", "price", "stock", "active")
+
+
+class DemoCatalog:
+    def product(self, sku: str) -> ProductInfo | None:
+        row = Product.objects.filter(sku=sku).values_list(*_FIELDS).first()
+        return ProductInfo(*row) if row else None
+
+    def products(self, skus: list[str]) -> dict[str, ProductInfo]:
+        rows = Product.objects.filter(sku__in=skus).values_list(*_FIELDS)
+        return {row[0]: ProductInfo(*row) for row in rows}
+
+    def discount(self, code: str) -> DiscountInfo | None:
+        row = (
+            DiscountCode.objects.filter(code__iexact=code)
+            .values_list("code", "kind", "value", "min_subtotal", "active")
+            .first()
+        )
+        return DiscountInfo(*row) if row else None

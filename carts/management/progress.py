@@ -1,0 +1,36 @@
+"""A one-line progress bar for commands, drawn only on a terminal."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+
+class Progress:
+    def __init__(self, stream: TextIO, total: int, label: str) -> None:
+        self.stream = stream
+        self.total = max(total, 0)
+        self.label = label
+        self.done = 0
+        self.started = time.monotonic()
+        self.enabled = hasattr(stream, "isatty") and stream.isatty() and total > 0
+        self._drawn_at = 0.0
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.enabled and (now - self._drawn_at > 0.1 or self.done >= self.total):
+            self._drawn_at = now
+            width = 30
+            filled = int(width * self.done / self.total)
+            rate = self.done / max(now - self.started, 1e-9)
+            self.stream.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                f"{self.done}/{self.total} ({rate:,.0f}/s)"
+            )
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,1 @@
+"""The cart memory image: a Django app without views."""

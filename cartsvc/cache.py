@@ -1,0 +1,583 @@
+"""The cache boundary: per-cart entries with a version, a writer lock and a generation.
+
+One small interface, two stores. `RedisStore` runs each operation as one Lua script (one
+round trip, atomic, safe to repeat). `EmbeddedStore` runs the same operations as SQLite
+transactions on a file that every process on the machine shares (the default without
+`REDIS_URL`). Every failure below is raised as `CacheUnavailable`, which callers treat as a
+miss; this module is the only place allowed to catch broadly.
+
+An entry is a hash per cart:
+  v, d    version and JSON payload of the cached state (absent: nothing cached)
+  g       generation: changes whenever a writer takes the lock or a dead writer is cleaned
+          up, so a reader that loaded the database before that can not fill the entry
+  m, mx   writer lock token and its expiry (ms): the "write in flight" marker
+  r, rx   single-flight claim of the reader rehydrating a cold cart, and its expiry
+Plus a lease key (entries are trusted only while it exists, see image.reconcile) and a
+sorted set of carts by last access (read activity and passivation candidates).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from redis.exceptions import RedisError
+
+log = logging.getLogger("cartsvc.cache")
+
+# read() statuses
+HIT, CLAIMED, BUSY, NO_LEASE, FILLING = 0, 1, 2, 3, 4
+# acquire() statuses
+ACQUIRED, ACQUIRED_EMPTY = 0, 1
+
+
+class CacheUnavailable(Exception):
+    """The cache could not answer; the caller falls back to the database."""
+
+
+class ImageStore(Protocol):
+    def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int) -> tuple:
+        """(HIT, payload) | (CLAIMED, gen) | (BUSY,) | (NO_LEASE,) | (FILLING,); logs access."""
+
+    def fill(
+        self, cart_id: str, gen: str, token: str, version: int, payload: bytes, keep_ms: int
+    ) -> bool:
+        """Store a rehydrated state if the generation is unchanged, no writer holds the lock
+        and nothing newer is cached."""
+
+    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int) -> tuple:
+        """Take the writer lock: (ACQUIRED, version, payload) | (ACQUIRED_EMPTY,) |
+        (BUSY, ms_left) | (NO_LEASE,)."""
+
+    def settle(
+        self, cart_id: str, token: str, mode: str, version: int, payload: bytes, keep_ms: int
+    ) -> bool:
+        """Release the lock: mode "set" publishes the new state, "keep" leaves the entry,
+        "drop" removes it. Without the lock, "set"/"drop" invalidate instead."""
+
+    def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
+        """Remove an entry unless a writer holds it or it was used after idle_before_ms."""
+
+    def reconcile_begin(self, token: str, ttl_ms: int) -> tuple[bool, int]:
+        """Try to become the one reconciler; returns (won, cache clock in ms)."""
+
+    def reconcile_end(self, token: str, lease_until_ms: int, drop_ids: list[str]) -> None:
+        """Drop the dirty carts' entries, grant the lease until lease_until_ms."""
+
+    def peek(self, cart_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
+        """Cached (version, payload) per cart, without side effects."""
+
+    def idle(self, before_ms: int, limit: int) -> list[str]:
+        """Cart ids in memory not accessed since before_ms, oldest first."""
+
+    def last_seen(self, cart_ids: Iterable[str]) -> dict[str, int]:
+        """Last access (ms) per cart, for folding read activity into the database."""
+
+    def count(self) -> int:
+        """How many carts are in memory."""
+
+    def clear(self) -> None:
+        """Forget everything (tests, and `flush` after a restore)."""
+
+
+# ---------------------------------------------------------------- Redis
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: entry, lease, seen   ARGV: id, token, claim_ms, keep_ms
+_READ = (
+    _NOW
+    + """
+if redis.call('EXISTS', KEYS[2]) == 0 then return {3} end
+local h = redis.call('HMGET', KEYS[1], 'v', 'd', 'm', 'mx', 'r', 'rx', 'g')
+if h[3] then
+  if tonumber(h[4]) > now then return {2} end
+  redis.call('HDEL', KEYS[1], 'v', 'd', 'm', 'mx')
+  redis.call('HSET', KEYS[1], 'g', ARGV[2])
+  h[1] = false
+  h[7] = ARGV[2]
+end
+if h[1] then
+  redis.call('ZADD', KEYS[3], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return {0, h[2]}
+end
+if h[5] and tonumber(h[6]) > now then return {4} end
+local g = h[7] or ARGV[2]
+redis.call('HSET', KEYS[1], 'g', g, 'r', ARGV[2], 'rx', now + tonumber(ARGV[3]))
+-- an empty claim lives briefly: unknown ids must not pile up in memory
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 5)
+return {1, g}
+"""
+)
+
+# KEYS: entry, seen, lease   ARGV: id, gen, token, version, payload, keep_ms
+_FILL = (
+    _NOW
+    + """
+local h = redis.call('HMGET', KEYS[1], 'v', 'g', 'm', 'mx', 'r')
+local mine = h[5] == ARGV[3]
+if h[3] then
+  if tonumber(h[4]) <= now then
+    redis.call('HDEL', KEYS[1], 'v', 'd', 'm', 'mx', 'r', 'rx')
+    redis.call('HSET', KEYS[1], 'g', ARGV[3])
+  elseif mine then
+    redis.call('HDEL', KEYS[1], 'r', 'rx')
+  end
+  return 0
+end
+if h[2] ~= ARGV[2] or redis.call('EXISTS', KEYS[3]) == 0
+   or (h[1] and tonumber(h[1]) >= tonumber(ARGV[4])) then
+  if mine then redis.call('HDEL', KEYS[1], 'r', 'rx') end
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[4], 'd', ARGV[5])
+if mine then redis.call('HDEL', KEYS[1], 'r', 'rx') end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+return 1
+"""
+)
+
+# KEYS: entry, lease   ARGV: token, lock_ms, keep_ms
+_ACQUIRE = (
+    _NOW
+    + """
+if redis.call('EXISTS', KEYS[2]) == 0 then return {3} end
+local h = redis.call('HMGET', KEYS[1], 'v', 'd', 'm', 'mx')
+if h[3] and h[3] ~= ARGV[1] then
+  local left = tonumber(h[4]) - now
+  if left > 0 then return {2, left} end
+  redis.call('HDEL', KEYS[1], 'v', 'd')
+  h[1] = false
+end
+redis.call('HSET', KEYS[1], 'm', ARGV[1], 'mx', now + tonumber(ARGV[2]), 'g', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if h[1] then return {0, h[1], h[2]} end
+return {1}
+"""
+)
+
+# KEYS: entry, seen   ARGV: id, token, mode, version, payload, keep_ms
+_SETTLE = (
+    _NOW
+    + """
+local h = redis.call('HMGET', KEYS[1], 'm', 'mx')
+if h[1] ~= ARGV[2] then
+  if ARGV[3] ~= 'keep' and not (h[1] and tonumber(h[2]) > now) then
+    redis.call('HDEL', KEYS[1], 'v', 'd', 'm', 'mx')
+    redis.call('HSET', KEYS[1], 'g', ARGV[2])
+    redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  end
+  return 0
+end
+if ARGV[3] == 'set' then
+  redis.call('HSET', KEYS[1], 'v', ARGV[4], 'd', ARGV[5])
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+elseif ARGV[3] == 'drop' then
+  redis.call('HDEL', KEYS[1], 'v', 'd')
+end
+redis.call('HDEL', KEYS[1], 'm', 'mx')
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 1
+"""
+)
+
+# KEYS: entry, seen   ARGV: id, idle_before_ms or ''
+_EVICT = (
+    _NOW
+    + """
+local h = redis.call('HMGET', KEYS[1], 'm', 'mx')
+if h[1] and tonumber(h[2]) > now then return 0 end
+if ARGV[2] ~= '' then
+  local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if seen and tonumber(seen) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('DEL', KEYS[1])
+"""
+)
+
+# KEYS: reconcile lock   ARGV: token, ttl_ms
+_RECONCILE_BEGIN = (
+    _NOW
+    + """
+local won = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+if won then return {1, now} end
+return {0, now}
+"""
+)
+
+# KEYS: reconcile lock, lease, seen, entry...   ARGV: token, lease_until_ms, id...
+_RECONCILE_END = (
+    _NOW
+    + """
+for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 3, #ARGV do redis.call('ZREM', KEYS[3], ARGV[i]) end
+if tonumber(ARGV[2]) > now then redis.call('SET', KEYS[2], '1', 'PXAT', ARGV[2]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+)
+
+
+class RedisStore:
+    """The production store: django-redis's connection, one Lua script per operation."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.lease_key = f"{prefix}:lease"
+        self.seen_key = f"{prefix}:seen"
+        self.reconcile_key = f"{prefix}:reconcile"
+        self._read = client.register_script(_READ)
+        self._fill = client.register_script(_FILL)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._settle = client.register_script(_SETTLE)
+        self._evict = client.register_script(_EVICT)
+        self._reconcile_begin = client.register_script(_RECONCILE_BEGIN)
+        self._reconcile_end = client.register_script(_RECONCILE_END)
+
+    def key(self, cart_id: str) -> str:
+        return f"{self.prefix}:c:{cart_id}"
+
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return script(keys=keys, args=args)
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int) -> tuple:
+        keys = [self.key(cart_id), self.lease_key, self.seen_key]
+        return tuple(self._call(self._read, keys, [cart_id, token, claim_ms, keep_ms]))
+
+    def fill(
+        self, cart_id: str, gen: str, token: str, version: int, payload: bytes, keep_ms: int
+    ) -> bool:
+        keys = [self.key(cart_id), self.seen_key, self.lease_key]
+        args = [cart_id, gen, token, version, payload, keep_ms]
+        return bool(self._call(self._fill, keys, args))
+
+    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int) -> tuple:
+        keys = [self.key(cart_id), self.lease_key]
+        return tuple(self._call(self._acquire, keys, [token, lock_ms, keep_ms]))
+
+    def settle(
+        self, cart_id: str, token: str, mode: str, version: int, payload: bytes, keep_ms: int
+    ) -> bool:
+        keys = [self.key(cart_id), self.seen_key]
+        args = [cart_id, token, mode, version, payload, keep_ms]
+        return bool(self._call(self._settle, keys, args))
+
+    def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
+        keys = [self.key(cart_id), self.seen_key]
+        cutoff = "" if idle_before_ms is None else idle_before_ms
+        return bool(self._call(self._evict, keys, [cart_id, cutoff]))
+
+    def reconcile_begin(self, token: str, ttl_ms: int) -> tuple[bool, int]:
+        won, now = self._call(self._reconcile_begin, [self.reconcile_key], [token, ttl_ms])
+        return bool(won), int(now)
+
+    def reconcile_end(self, token: str, lease_until_ms: int, drop_ids: list[str]) -> None:
+        keys = [self.reconcile_key, self.lease_key, self.seen_key]
+        keys += [self.key(cart_id) for cart_id in drop_ids]
+        self._call(self._reconcile_end, keys, [token, lease_until_ms, *drop_ids])
+
+    def peek(self, cart_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
+        ids = list(cart_ids)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for cart_id in ids:
+                pipe.hmget(self.key(cart_id), "v", "d", "m")
+            rows = pipe.execute()
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return {
+            cart_id: (int(v), d)
+            for cart_id, (v, d, _m) in zip(ids, rows, strict=True)
+            if v is not None
+        }
+
+    def idle(self, before_ms: int, limit: int) -> list[str]:
+        try:
+            ids = self.client.zrangebyscore(self.seen_key, "-inf", before_ms, start=0, num=limit)
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return [i.decode() for i in ids]
+
+    def last_seen(self, cart_ids: Iterable[str]) -> dict[str, int]:
+        ids = list(cart_ids)
+        if not ids:
+            return {}
+        try:
+            scores = self.client.zmscore(self.seen_key, ids)
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return {i: int(s) for i, s in zip(ids, scores, strict=True) if s is not None}
+
+    def count(self) -> int:
+        try:
+            return int(self.client.zcard(self.seen_key))
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    def clear(self) -> None:
+        try:
+            keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
+            for start in range(0, len(keys), 500):
+                self.client.delete(*keys[start : start + 500])
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+
+# ---------------------------------------------------------------- embedded
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entry (
+  id TEXT PRIMARY KEY, v INTEGER, d BLOB, g TEXT, m TEXT, mx INTEGER, r TEXT, rx INTEGER,
+  seen INTEGER, keep_until INTEGER
+);
+CREATE INDEX IF NOT EXISTS entry_seen ON entry(seen);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, val TEXT, until INTEGER);
+"""
+
+_FIELDS = ("v", "d", "g", "m", "mx", "r", "rx", "seen", "keep_until")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class EmbeddedStore:
+    """The same operations on a SQLite file: no server, shared by every local process.
+
+    Each operation is one `BEGIN IMMEDIATE` transaction, so it is atomic across processes
+    exactly like a Lua script is on Redis. Slower than Redis, but the default must be correct
+    across the processes `make run` starts, which a per-process memory cache would not be.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=OFF")  # a cache: losing it only costs latency
+            conn.executescript(_SCHEMA)
+            self._local.conn = conn
+        return conn
+
+    def _tx(self, fn: Any) -> Any:
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, _now_ms())
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        except sqlite3.Error as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    @staticmethod
+    def _get(conn: sqlite3.Connection, cart_id: str, now: int) -> dict[str, Any] | None:
+        row = conn.execute(
+            "SELECT v, d, g, m, mx, r, rx, seen, keep_until FROM entry WHERE id = ?", (cart_id,)
+        ).fetchone()
+        if row is None or (row[8] is not None and row[8] <= now):
+            return None
+        return dict(zip(_FIELDS, row, strict=True))
+
+    @staticmethod
+    def _put(conn: sqlite3.Connection, cart_id: str, h: dict[str, Any]) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO entry (id, v, d, g, m, mx, r, rx, seen, keep_until)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (cart_id, *(h.get(f) for f in _FIELDS)),
+        )
+
+    @staticmethod
+    def _lease(conn: sqlite3.Connection, now: int) -> bool:
+        row = conn.execute("SELECT until FROM meta WHERE k = 'lease'").fetchone()
+        return row is not None and row[0] > now
+
+    def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int) -> tuple:
+        def op(conn: sqlite3.Connection, now: int) -> tuple:
+            if not self._lease(conn, now):
+                return (NO_LEASE,)
+            h = self._get(conn, cart_id, now) or {}
+            if h.get("m"):
+                if h["mx"] > now:
+                    return (BUSY,)
+                h.update(v=None, d=None, m=None, mx=None, g=token)
+            if h.get("v") is not None:
+                conn.execute(
+                    "UPDATE entry SET seen = ?, keep_until = ? WHERE id = ?",
+                    (now, now + keep_ms, cart_id),
+                )
+                return (HIT, h["d"])
+            if h.get("r") and h["rx"] > now:
+                return (FILLING,)
+            h.update(g=h.get("g") or token, r=token, rx=now + claim_ms, keep_until=now + claim_ms * 5)
+            self._put(conn, cart_id, h)
+            return (CLAIMED, h["g"])
+
+        return self._tx(op)
+
+    def fill(
+        self, cart_id: str, gen: str, token: str, version: int, payload: bytes, keep_ms: int
+    ) -> bool:
+        def op(conn: sqlite3.Connection, now: int) -> bool:
+            h = self._get(conn, cart_id, now)
+            if h is None:
+                return False
+            mine = h["r"] == token
+            if mine:
+                h.update(r=None, rx=None)
+            if h["m"]:
+                if h["mx"] <= now:
+                    h.update(v=None, d=None, m=None, mx=None, g=token)
+                self._put(conn, cart_id, h)
+                return False
+            stale = h["v"] is not None and h["v"] >= version
+            if h["g"] != gen or not self._lease(conn, now) or stale:
+                self._put(conn, cart_id, h)
+                return False
+            h.update(v=version, d=payload, seen=now, keep_until=now + keep_ms)
+            self._put(conn, cart_id, h)
+            return True
+
+        return self._tx(op)
+
+    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int) -> tuple:
+        def op(conn: sqlite3.Connection, now: int) -> tuple:
+            if not self._lease(conn, now):
+                return (NO_LEASE,)
+            h = self._get(conn, cart_id, now) or {}
+            if h.get("m") and h["m"] != token:
+                if h["mx"] > now:
+                    return (BUSY, h["mx"] - now)
+                h.update(v=None, d=None)
+            cached = (ACQUIRED, h["v"], h["d"]) if h.get("v") is not None else (ACQUIRED_EMPTY,)
+            h.update(m=token, mx=now + lock_ms, g=token, keep_until=now + keep_ms)
+            self._put(conn, cart_id, h)
+            return cached
+
+        return self._tx(op)
+
+    def settle(
+        self, cart_id: str, token: str, mode: str, version: int, payload: bytes, keep_ms: int
+    ) -> bool:
+        def op(conn: sqlite3.Connection, now: int) -> bool:
+            h = self._get(conn, cart_id, now) or {}
+            if h.get("m") != token:
+                if mode != "keep" and not (h.get("m") and h["mx"] > now):
+                    h.update(v=None, d=None, m=None, mx=None, g=token, keep_until=now + keep_ms)
+                    self._put(conn, cart_id, h)
+                return False
+            if mode == "set":
+                h.update(v=version, d=payload, seen=now)
+            elif mode == "drop":
+                h.update(v=None, d=None)
+            h.update(m=None, mx=None, keep_until=now + keep_ms)
+            self._put(conn, cart_id, h)
+            return True
+
+        return self._tx(op)
+
+    def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
+        def op(conn: sqlite3.Connection, now: int) -> bool:
+            h = self._get(conn, cart_id, now)
+            if h is None:
+                conn.execute("DELETE FROM entry WHERE id = ?", (cart_id,))
+                return False
+            if h["m"] and h["mx"] > now:
+                return False
+            if idle_before_ms is not None and (h["seen"] or 0) > idle_before_ms:
+                return False
+            conn.execute("DELETE FROM entry WHERE id = ?", (cart_id,))
+            return True
+
+        return self._tx(op)
+
+    def reconcile_begin(self, token: str, ttl_ms: int) -> tuple[bool, int]:
+        def op(conn: sqlite3.Connection, now: int) -> tuple[bool, int]:
+            row = conn.execute("SELECT until FROM meta WHERE k = 'reconcile'").fetchone()
+            if row is not None and row[0] > now:
+                return False, now
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (k, val, until) VALUES ('reconcile', ?, ?)",
+                (token, now + ttl_ms),
+            )
+            return True, now
+
+        return self._tx(op)
+
+    def reconcile_end(self, token: str, lease_until_ms: int, drop_ids: list[str]) -> None:
+        def op(conn: sqlite3.Connection, now: int) -> None:
+            conn.executemany("DELETE FROM entry WHERE id = ?", [(i,) for i in drop_ids])
+            if lease_until_ms > now:
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (k, val, until) VALUES ('lease', '1', ?)",
+                    (lease_until_ms,),
+                )
+            conn.execute("DELETE FROM meta WHERE k = 'reconcile' AND val = ?", (token,))
+
+        self._tx(op)
+
+    def peek(self, cart_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
+        def op(conn: sqlite3.Connection, now: int) -> dict[str, tuple[int, bytes]]:
+            found = {}
+            for cart_id in cart_ids:
+                h = self._get(conn, cart_id, now)
+                if h and h["v"] is not None:
+                    found[cart_id] = (h["v"], h["d"])
+            return found
+
+        return self._tx(op)
+
+    def idle(self, before_ms: int, limit: int) -> list[str]:
+        def op(conn: sqlite3.Connection, now: int) -> list[str]:
+            rows = conn.execute(
+                "SELECT id FROM entry WHERE v IS NOT NULL AND seen <= ? ORDER BY seen LIMIT ?",
+                (before_ms, limit),
+            )
+            return [r[0] for r in rows]
+
+        return self._tx(op)
+
+    def last_seen(self, cart_ids: Iterable[str]) -> dict[str, int]:
+        def op(conn: sqlite3.Connection, now: int) -> dict[str, int]:
+            found = {}
+            for cart_id in cart_ids:
+                row = conn.execute("SELECT seen FROM entry WHERE id = ?", (cart_id,)).fetchone()
+                if row and row[0] is not None:
+                    found[cart_id] = row[0]
+            return found
+
+        return self._tx(op)
+
+    def count(self) -> int:
+        def op(conn: sqlite3.Connection, now: int) -> int:
+            return conn.execute("SELECT count(*) FROM entry WHERE v IS NOT NULL").fetchone()[0]
+
+        return self._tx(op)
+
+    def clear(self) -> None:
+        self._tx(lambda conn, now: conn.execute("DELETE FROM entry").close())
+        self._tx(lambda conn, now: conn.execute("DELETE FROM meta").close())

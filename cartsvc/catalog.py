@@ -1,0 +1,45 @@
+"""The catalog port: what the cart needs to know about a SKU and a discount code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from typing import Protocol
+
+from django.utils.module_loading import import_string
+
+from cartsvc.conf import conf
+from cartsvc.domain import ProductInfo
+
+__all__ = ["Catalog", "DiscountInfo", "ProductInfo", "catalog"]
+
+
+@dataclass(frozen=True, slots=True)
+class DiscountInfo:
+    code: str
+    kind: str  # "percent" or "fixed"
+    value: Decimal
+    min_subtotal: Decimal
+    active: bool = True
+
+
+class Catalog(Protocol):
+    def product(self, sku: str) -> ProductInfo | None:
+        """The product's current name, price and stock, or None if the sku is unknown."""
+
+    def products(self, skus: list[str]) -> dict[str, ProductInfo]:
+        """Several products in one query."""
+
+    def discount(self, code: str) -> DiscountInfo | None:
+        """The discount code, or None if unknown."""
+
+
+@lru_cache(maxsize=4)
+def _build(path: str) -> Catalog:
+    return import_string(path)()
+
+
+def catalog() -> Catalog:
+    """The shop's catalog adapter, named by the CATALOG setting."""
+    return _build(conf.CATALOG)

@@ -1,0 +1,512 @@
+"""The cart aggregate: frozen state, commands, events, `decide` and `apply`; pure Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import ClassVar
+
+OPEN = "open"
+CHECKED_OUT = "checked_out"
+EXPIRED = "expired"
+MERGED = "merged"
+STATUSES = (OPEN, CHECKED_OUT, EXPIRED, MERGED)
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+
+Options = tuple[tuple[str, str], ...]
+
+
+class DomainError(Exception):
+    """A command refused by the rules; `code` is the stable contract code."""
+
+    code = "invalid"
+    status = 400
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(DomainError):
+    code, status = "invalid", 400
+
+
+class NotFound(DomainError):
+    code, status = "not_found", 404
+
+
+class CartNotOpen(DomainError):
+    code, status = "cart_not_open", 409
+
+
+class VersionConflict(DomainError):
+    code, status = "version_conflict", 412
+
+
+class UnknownSku(DomainError):
+    code, status = "unknown_sku", 422
+
+
+class InsufficientStock(DomainError):
+    code, status = "insufficient_stock", 422
+
+
+class QuantityLimit(DomainError):
+    code, status = "quantity_limit", 422
+
+
+class InvalidDiscount(DomainError):
+    code, status = "invalid_discount", 422
+
+
+def money(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def canonical_options(options: dict[str, str] | Options | None) -> Options:
+    """Options in any key order are the same line: keep them sorted by key."""
+    if not options:
+        return ()
+    items = options.items() if isinstance(options, dict) else options
+    return tuple(sorted((str(k), str(v)) for k, v in items))
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    id: int
+    sku: str
+    name: str
+    options: Options
+    quantity: int
+    unit_price: Decimal
+
+    @property
+    def line_total(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Discount:
+    code: str
+    kind: str  # "percent" or "fixed"
+    value: Decimal
+
+    def amount_for(self, subtotal: Decimal) -> Decimal:
+        if self.kind == "percent":
+            return min(subtotal, money(subtotal * self.value / 100))
+        return min(subtotal, self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Cart:
+    id: str
+    version: int
+    status: str
+    currency: str
+    owner_id: int | None
+    lines: tuple[Line, ...]
+    discount: Discount | None
+    next_line_id: int
+    created_at: datetime
+    updated_at: datetime
+    merged_into: str | None = None
+
+    @property
+    def subtotal(self) -> Decimal:
+        return sum((line.line_total for line in self.lines), ZERO)
+
+    @property
+    def discount_amount(self) -> Decimal:
+        return self.discount.amount_for(self.subtotal) if self.discount else ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return self.subtotal - self.discount_amount
+
+    @property
+    def item_count(self) -> int:
+        return sum(line.quantity for line in self.lines)
+
+    def line(self, line_id: int) -> Line | None:
+        for line in self.lines:
+            if line.id == line_id:
+                return line
+        return None
+
+    def line_for(self, sku: str, options: Options) -> Line | None:
+        for line in self.lines:
+            if line.sku == sku and line.options == options:
+                return line
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_line_quantity: int = 99
+    max_lines: int = 100
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: ClassVar[str] = ""
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CartOpened(Event):
+    type: ClassVar[str] = "cart_opened"
+    cart_id: str
+    owner_id: int | None
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class LineAdded(Event):
+    type: ClassVar[str] = "line_added"
+    line_id: int
+    sku: str
+    name: str
+    options: Options
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class QuantityChanged(Event):
+    type: ClassVar[str] = "quantity_changed"
+    line_id: int
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineRemoved(Event):
+    type: ClassVar[str] = "line_removed"
+    line_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiscountApplied(Event):
+    type: ClassVar[str] = "discount_applied"
+    code: str
+    kind: str
+    value: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class DiscountRemoved(Event):
+    type: ClassVar[str] = "discount_removed"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedOut(Event):
+    type: ClassVar[str] = "checked_out"
+
+
+@dataclass(frozen=True, slots=True)
+class CartExpired(Event):
+    type: ClassVar[str] = "cart_expired"
+
+
+@dataclass(frozen=True, slots=True)
+class CartMerged(Event):
+    type: ClassVar[str] = "cart_merged"
+    into_cart_id: str
+
+
+# ---------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCart(Command):
+    cart_id: str
+    owner_id: int | None
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProductInfo:
+    sku: str
+    name: str
+    price: Decimal
+    stock: int
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AddLine(Command):
+    product: ProductInfo
+    quantity: int
+    options: Options = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SetQuantity(Command):
+    line_id: int
+    quantity: int
+    # Stock of the line's product, looked up by the caller; None skips the check.
+    stock: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveLine(Command):
+    line_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyDiscount(Command):
+    code: str
+    kind: str
+    value: Decimal
+    min_subtotal: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDiscount(Command):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout(Command):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Expire(Command):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class MarkMerged(Command):
+    into_cart_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MergeLines(Command):
+    """Take another cart's lines into this one: quantities add, limits hold (capped)."""
+
+    lines: tuple[Line, ...] = field(default=())
+
+
+# ---------------------------------------------------------------- decide
+
+
+def _require_open(cart: Cart) -> None:
+    if cart.status != OPEN:
+        raise CartNotOpen(f"cart is {cart.status}; only open carts can change")
+
+
+def _check_quantity(quantity: int, limits: Limits, *, allow_zero: bool = False) -> None:
+    if type(quantity) is not int:
+        raise InvalidInput("quantity must be an integer", field="quantity")
+    if quantity < 0 or (quantity == 0 and not allow_zero):
+        raise InvalidInput("quantity must be a positive integer", field="quantity")
+    if quantity > limits.max_line_quantity:
+        raise QuantityLimit(
+            f"at most {limits.max_line_quantity} of one item per cart", field="quantity"
+        )
+
+
+def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> list[Event]:
+    """Turn a command into the events it causes, or raise a DomainError. Never mutates."""
+    at = command.at
+    if isinstance(command, OpenCart):
+        if cart is not None:
+            raise InvalidInput("cart already exists", field="id")
+        return [CartOpened(at, command.cart_id, command.owner_id, command.currency)]
+    if cart is None:
+        raise NotFound("cart not found")
+
+    if isinstance(command, AddLine):
+        _require_open(cart)
+        _check_quantity(command.quantity, limits)
+        product = command.product
+        if not product.active:
+            raise UnknownSku(f"unknown sku {product.sku!r}", field="sku")
+        existing = cart.line_for(product.sku, command.options)
+        new_quantity = command.quantity + (existing.quantity if existing else 0)
+        if new_quantity > limits.max_line_quantity:
+            raise QuantityLimit(
+                f"at most {limits.max_line_quantity} of one item per cart", field="quantity"
+            )
+        if new_quantity > product.stock:
+            raise InsufficientStock(
+                f"only {product.stock} of {product.sku} in stock", field="quantity"
+            )
+        if existing:
+            return [QuantityChanged(at, existing.id, new_quantity)]
+        if len(cart.lines) >= limits.max_lines:
+            raise QuantityLimit(f"a cart holds at most {limits.max_lines} lines", field="sku")
+        return [
+            LineAdded(
+                at,
+                cart.next_line_id,
+                product.sku,
+                product.name,
+                command.options,
+                command.quantity,
+                product.price,
+            )
+        ]
+
+    if isinstance(command, SetQuantity):
+        _require_open(cart)
+        line = cart.line(command.line_id)
+        if line is None:
+            raise NotFound("line not found", field="line_id")
+        _check_quantity(command.quantity, limits, allow_zero=True)
+        if command.quantity == 0:
+            return [LineRemoved(at, line.id)]
+        if command.quantity == line.quantity:
+            return []
+        if command.stock is not None and command.quantity > command.stock:
+            raise InsufficientStock(
+                f"only {command.stock} of {line.sku} in stock", field="quantity"
+            )
+        return [QuantityChanged(at, line.id, command.quantity)]
+
+    if isinstance(command, RemoveLine):
+        _require_open(cart)
+        if cart.line(command.line_id) is None:
+            raise NotFound("line not found", field="line_id")
+        return [LineRemoved(at, command.line_id)]
+
+    if isinstance(command, ApplyDiscount):
+        _require_open(cart)
+        if cart.subtotal < command.min_subtotal:
+            raise InvalidDiscount(
+                f"code {command.code} needs a subtotal of at least {command.min_subtotal}",
+                field="code",
+            )
+        current = cart.discount
+        if current and (current.code, current.kind, current.value) == (
+            command.code,
+            command.kind,
+            command.value,
+        ):
+            return []
+        return [DiscountApplied(at, command.code, command.kind, command.value)]
+
+    if isinstance(command, RemoveDiscount):
+        _require_open(cart)
+        return [DiscountRemoved(at)] if cart.discount else []
+
+    if isinstance(command, Checkout):
+        _require_open(cart)
+        if not cart.lines:
+            raise InvalidInput("an empty cart can not be checked out", field="lines")
+        return [CheckedOut(at)]
+
+    if isinstance(command, Expire):
+        # Idempotent: a cart that already left "open" is not expired again.
+        return [CartExpired(at)] if cart.status == OPEN else []
+
+    if isinstance(command, MarkMerged):
+        _require_open(cart)
+        return [CartMerged(at, command.into_cart_id)]
+
+    if isinstance(command, MergeLines):
+        _require_open(cart)
+        events: list[Event] = []
+        state = cart
+        for incoming in command.lines:
+            existing = state.line_for(incoming.sku, incoming.options)
+            if existing:
+                quantity = min(existing.quantity + incoming.quantity, limits.max_line_quantity)
+                if quantity == existing.quantity:
+                    continue
+                event: Event = QuantityChanged(at, existing.id, quantity)
+            else:
+                if len(state.lines) >= limits.max_lines:
+                    continue
+                event = LineAdded(
+                    at,
+                    state.next_line_id,
+                    incoming.sku,
+                    incoming.name,
+                    incoming.options,
+                    min(incoming.quantity, limits.max_line_quantity),
+                    incoming.unit_price,
+                )
+            events.append(event)
+            state = apply(state, event)
+        return events
+
+    raise TypeError(f"unknown command {type(command).__name__}")
+
+
+# ---------------------------------------------------------------- apply
+
+
+def apply(cart: Cart | None, event: Event) -> Cart:
+    """Fold one event into the state; the version moves by one per event."""
+    if isinstance(event, CartOpened):
+        return Cart(
+            id=event.cart_id,
+            version=1,
+            status=OPEN,
+            currency=event.currency,
+            owner_id=event.owner_id,
+            lines=(),
+            discount=None,
+            next_line_id=1,
+            created_at=event.at,
+            updated_at=event.at,
+        )
+    if cart is None:
+        raise ValueError(f"{event.type} before cart_opened")
+    version = cart.version + 1
+    at = event.at
+    if isinstance(event, LineAdded):
+        line = Line(
+            event.line_id, event.sku, event.name, event.options, event.quantity, event.unit_price
+        )
+        return replace(
+            cart,
+            version=version,
+            updated_at=at,
+            lines=(*cart.lines, line),
+            next_line_id=max(cart.next_line_id, event.line_id + 1),
+        )
+    if isinstance(event, QuantityChanged):
+        lines = tuple(
+            replace(line, quantity=event.quantity) if line.id == event.line_id else line
+            for line in cart.lines
+        )
+        return replace(cart, version=version, updated_at=at, lines=lines)
+    if isinstance(event, LineRemoved):
+        lines = tuple(line for line in cart.lines if line.id != event.line_id)
+        return replace(cart, version=version, updated_at=at, lines=lines)
+    if isinstance(event, DiscountApplied):
+        discount = Discount(event.code, event.kind, event.value)
+        return replace(cart, version=version, updated_at=at, discount=discount)
+    if isinstance(event, DiscountRemoved):
+        return replace(cart, version=version, updated_at=at, discount=None)
+    if isinstance(event, CheckedOut):
+        return replace(cart, version=version, updated_at=at, status=CHECKED_OUT)
+    if isinstance(event, CartExpired):
+        return replace(cart, version=version, updated_at=at, status=EXPIRED)
+    if isinstance(event, CartMerged):
+        return replace(
+            cart, version=version, updated_at=at, status=MERGED, merged_into=event.into_cart_id
+        )
+    raise TypeError(f"unknown event {type(event).__name__}")
+
+
+def fold(cart: Cart | None, events: list[Event] | tuple[Event, ...]) -> Cart | None:
+    for event in events:
+        cart = apply(cart, event)
+    return cart

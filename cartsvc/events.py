@@ -1,0 +1,206 @@
+"""JSON codec for events and cart state, with schema versions and upcasters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from cartsvc import domain as d
+
+# Current schema of each event type's payload. Bump it when a payload changes shape, and
+# register an upcaster from the old version below: stored events are never rewritten.
+EVENT_SCHEMAS: dict[str, int] = {
+    d.CartOpened.type: 1,
+    d.LineAdded.type: 2,
+    d.QuantityChanged.type: 1,
+    d.LineRemoved.type: 1,
+    d.DiscountApplied.type: 1,
+    d.DiscountRemoved.type: 1,
+    d.CheckedOut.type: 1,
+    d.CartExpired.type: 1,
+    d.CartMerged.type: 1,
+}
+EVENT_CLASSES: dict[str, type[d.Event]] = {
+    cls.type: cls
+    for cls in (
+        d.CartOpened,
+        d.LineAdded,
+        d.QuantityChanged,
+        d.LineRemoved,
+        d.DiscountApplied,
+        d.DiscountRemoved,
+        d.CheckedOut,
+        d.CartExpired,
+        d.CartMerged,
+    )
+}
+
+# Schema of the cart state as stored in snapshots and cache entries.
+STATE_SCHEMA = 1
+
+
+class CodecError(ValueError):
+    """Stored data that can not be decoded (unknown type, schema or shape)."""
+
+
+def _line_added_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # v1 had no options and called the price "price".
+    data = dict(data)
+    data["unit_price"] = data.pop("price")
+    data.setdefault("options", [])
+    return data
+
+
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    (d.LineAdded.type, 1): _line_added_v1_to_v2,
+}
+
+
+def _ts(value: datetime) -> str:
+    return value.isoformat()
+
+
+def encode_event(event: d.Event) -> tuple[str, int, dict[str, Any]]:
+    """Return (type, schema, JSON-ready payload). The timestamp travels beside, not inside."""
+    if isinstance(event, d.CartOpened):
+        data: dict[str, Any] = {
+            "cart_id": event.cart_id,
+            "owner_id": event.owner_id,
+            "currency": event.currency,
+        }
+    elif isinstance(event, d.LineAdded):
+        data = {
+            "line_id": event.line_id,
+            "sku": event.sku,
+            "name": event.name,
+            "options": [list(pair) for pair in event.options],
+            "quantity": event.quantity,
+            "unit_price": str(event.unit_price),
+        }
+    elif isinstance(event, d.QuantityChanged):
+        data = {"line_id": event.line_id, "quantity": event.quantity}
+    elif isinstance(event, d.LineRemoved):
+        data = {"line_id": event.line_id}
+    elif isinstance(event, d.DiscountApplied):
+        data = {"code": event.code, "kind": event.kind, "value": str(event.value)}
+    elif isinstance(event, d.CartMerged):
+        data = {"into_cart_id": event.into_cart_id}
+    elif isinstance(event, (d.DiscountRemoved, d.CheckedOut, d.CartExpired)):
+        data = {}
+    else:
+        raise CodecError(f"no encoder for {type(event).__name__}")
+    return event.type, EVENT_SCHEMAS[event.type], data
+
+
+def upcast(event_type: str, schema: int, data: dict[str, Any]) -> dict[str, Any]:
+    current = EVENT_SCHEMAS.get(event_type)
+    if current is None:
+        raise CodecError(f"unknown event type {event_type!r}")
+    if schema > current:
+        raise CodecError(f"{event_type} schema {schema} is newer than this code ({current})")
+    while schema < current:
+        upcaster = UPCASTERS.get((event_type, schema))
+        if upcaster is None:
+            raise CodecError(f"no upcaster for {event_type} schema {schema}")
+        data = upcaster(data)
+        schema += 1
+    return data
+
+
+def decode_event(event_type: str, schema: int, data: dict[str, Any], at: datetime) -> d.Event:
+    data = upcast(event_type, schema, data)
+    try:
+        if event_type == d.CartOpened.type:
+            return d.CartOpened(at, data["cart_id"], data["owner_id"], data["currency"])
+        if event_type == d.LineAdded.type:
+            return d.LineAdded(
+                at,
+                int(data["line_id"]),
+                data["sku"],
+                data["name"],
+                d.canonical_options(data["options"]),
+                int(data["quantity"]),
+                Decimal(data["unit_price"]),
+            )
+        if event_type == d.QuantityChanged.type:
+            return d.QuantityChanged(at, int(data["line_id"]), int(data["quantity"]))
+        if event_type == d.LineRemoved.type:
+            return d.LineRemoved(at, int(data["line_id"]))
+        if event_type == d.DiscountApplied.type:
+            return d.DiscountApplied(at, data["code"], data["kind"], Decimal(data["value"]))
+        if event_type == d.CartMerged.type:
+            return d.CartMerged(at, data["into_cart_id"])
+        return EVENT_CLASSES[event_type](at)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise CodecError(f"bad {event_type} payload: {exc}") from exc
+
+
+# ---------------------------------------------------------------- state
+
+
+def state_to_dict(cart: d.Cart) -> dict[str, Any]:
+    """Compact form of the whole state: short keys, money as strings, lines as arrays."""
+    discount = cart.discount
+    return {
+        "s": STATE_SCHEMA,
+        "id": cart.id,
+        "v": cart.version,
+        "st": cart.status,
+        "cu": cart.currency,
+        "o": cart.owner_id,
+        "n": cart.next_line_id,
+        "l": [
+            [line.id, line.sku, line.name, line.options, line.quantity, str(line.unit_price)]
+            for line in cart.lines
+        ],
+        "dc": [discount.code, discount.kind, str(discount.value)] if discount else None,
+        "ca": _ts(cart.created_at),
+        "ua": _ts(cart.updated_at),
+        "m": cart.merged_into,
+    }
+
+
+def state_from_dict(data: dict[str, Any]) -> d.Cart:
+    if data.get("s") != STATE_SCHEMA:
+        raise CodecError(f"state schema {data.get('s')!r} is not {STATE_SCHEMA}")
+    try:
+        discount = data["dc"]
+        return d.Cart(
+            id=data["id"],
+            version=data["v"],
+            status=data["st"],
+            currency=data["cu"],
+            owner_id=data["o"],
+            lines=tuple(
+                d.Line(lid, sku, name, tuple(tuple(pair) for pair in opts), qty, Decimal(price))
+                for lid, sku, name, opts, qty, price in data["l"]
+            ),
+            discount=d.Discount(discount[0], discount[1], Decimal(discount[2]))
+            if discount
+            else None,
+            next_line_id=data["n"],
+            created_at=datetime.fromisoformat(data["ca"]),
+            updated_at=datetime.fromisoformat(data["ua"]),
+            merged_into=data["m"],
+        )
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise CodecError(f"bad state: {exc}") from exc
+
+
+def dump_state(cart: d.Cart) -> bytes:
+    return orjson.dumps(state_to_dict(cart))
+
+
+def load_state(raw: bytes | str) -> d.Cart:
+    """Decode JSON only: anything else (a pickle, garbage) is a CodecError, never executed."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CodecError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CodecError("state is not an object")
+    return state_from_dict(data)

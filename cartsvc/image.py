@@ -1,0 +1,437 @@
+"""The memory image: `safe_process_action`, the one door to cart state.
+
+Reads: one cache round trip on a hit. A miss is claimed by one reader (single flight), who
+rehydrates from the database and fills the entry only if no writer intervened; the others
+wait briefly for it. Writes: take the per-cart lock (which also returns the cached state and
+marks a write in flight), decide, commit one transaction with a version check, then publish
+the new state and release the lock in one more round trip.
+
+Faults: any cache failure is a miss. A writer that can not take the lock commits anyway and
+records the cart in the database's dirty list in the same transaction; cached entries are
+trusted only under a short lease that is granted after the dirty list has been applied
+(`reconcile`), and such a writer waits out one lease before answering. So neither a dead
+writer, a hung or restarted Redis, nor a slow reader can make a read return an old version.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from functools import wraps
+from typing import Any, TypeVar
+
+from django.db import DatabaseError, IntegrityError
+from django.utils import timezone
+
+from cartsvc import cache as c
+from cartsvc import domain as d
+from cartsvc import metrics, store
+from cartsvc.conf import conf
+from cartsvc.events import CodecError, dump_state, load_state
+
+log = logging.getLogger("cartsvc.image")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Test hooks: name -> callable, run at named points of the protocol (see tests/faults).
+HOOKS: dict[str, Callable[..., None]] = {}
+
+
+def _hook(name: str, **context: Any) -> None:
+    hook = HOOKS.get(name)
+    if hook is not None:
+        hook(**context)
+
+
+# ---------------------------------------------------------------- the store and its breaker
+
+_store_lock = threading.Lock()
+_stores: dict[tuple, c.ImageStore] = {}
+
+
+def image_store() -> c.ImageStore:
+    """The configured cache store (built once per configuration)."""
+    key = (conf.BACKEND, conf.REDIS_ALIAS, conf.KEY_PREFIX, conf.EMBEDDED_PATH)
+    found = _stores.get(key)
+    if found is None:
+        with _store_lock:
+            found = _stores.get(key)
+            if found is None:
+                if conf.BACKEND == "redis":
+                    from django_redis import get_redis_connection
+
+                    found = c.RedisStore(get_redis_connection(conf.REDIS_ALIAS), conf.KEY_PREFIX)
+                else:
+                    found = c.EmbeddedStore(conf.EMBEDDED_PATH)
+                _stores[key] = found
+    return found
+
+
+class _Breaker:
+    """After a cache error, go straight to the database for a moment instead of paying a
+    timeout on every call."""
+
+    def __init__(self) -> None:
+        self.open_until = 0.0
+
+    def check(self) -> None:
+        if self.open_until and time.monotonic() < self.open_until:
+            raise c.CacheUnavailable("cache skipped after a recent error")
+
+    def trip(self) -> None:
+        self.open_until = time.monotonic() + conf.CACHE_RETRY_AFTER
+
+    def reset(self) -> None:
+        self.open_until = 0.0
+
+
+breaker = _Breaker()
+
+
+def _cache(op: str, *args: Any) -> Any:
+    breaker.check()
+    try:
+        return getattr(image_store(), op)(*args)
+    except c.CacheUnavailable as exc:
+        breaker.trip()
+        metrics.inc("redis_errors")
+        log.warning("cache %s failed, using the database: %s", op, exc)
+        raise
+
+
+def _token() -> str:
+    return secrets.token_hex(8)
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _keep_ms() -> int:
+    return _ms(max(conf.IDLE_TIMEOUT * 2, 60))
+
+
+# ---------------------------------------------------------------- lease
+
+
+def reconcile() -> bool:
+    """Apply the dirty list to the cache and grant a new lease. Returns False when the cache
+    or the database could not be reached (the caller then works from the database)."""
+    token = _token()
+    try:
+        won, now_ms = _cache("reconcile_begin", token, 5000)
+    except c.CacheUnavailable:
+        return False
+    if not won:
+        time.sleep(0.002)  # another process is reconciling; the caller retries
+        return True
+    try:
+        marks = store.dirty_marks()
+        _cache("reconcile_end", token, now_ms + _ms(conf.TRUST_LEASE), [m[0] for m in marks])
+    except (c.CacheUnavailable, DatabaseError) as exc:
+        log.warning("reconcile failed: %s", exc)
+        return False
+    if marks:
+        store.clear_dirty(marks)
+        log.info("reconciled %d carts written while the cache was unreachable", len(marks))
+    metrics.inc("lease_grants")
+    return True
+
+
+# ---------------------------------------------------------------- reads
+
+
+def _from_db(cart_id: str) -> d.Cart:
+    cart = store.load(cart_id)
+    if cart is None:
+        raise d.NotFound("cart not found")
+    return cart
+
+
+def _rehydrate(cart_id: str, gen: str, token: str) -> d.Cart:
+    source = conf.REHYDRATE_FROM
+    started = time.perf_counter()
+    cart = store.load(cart_id, source)
+    metrics.observe("rehydrate_seconds", time.perf_counter() - started, source=source)
+    metrics.inc("rehydrations", source=source)
+    if cart is None:
+        raise d.NotFound("cart not found")
+    _hook("before_fill", cart_id=cart_id, cart=cart)
+    try:
+        _cache("fill", cart_id, gen, token, cart.version, dump_state(cart), _keep_ms())
+    except c.CacheUnavailable:
+        pass
+    return cart
+
+
+def read_cart(cart_id: str) -> d.Cart:
+    """The current state of a cart: from memory, or rehydrated into it."""
+    token = _token()
+    deadline = None
+    for _attempt in range(200):
+        try:
+            result = _cache("read", cart_id, token, 2000, _keep_ms())
+        except c.CacheUnavailable:
+            return _from_db(cart_id)
+        status = result[0]
+        if status == c.HIT:
+            try:
+                cart = load_state(result[1])
+            except CodecError as exc:
+                metrics.inc("bad_entries")
+                log.error("undecodable cache entry for cart %s dropped: %s", cart_id, exc)
+                try:
+                    _cache("evict", cart_id, None)
+                except c.CacheUnavailable:
+                    pass
+                return _from_db(cart_id)
+            metrics.inc("cache_hits")
+            return cart
+        if status == c.CLAIMED:
+            metrics.inc("cache_misses")
+            return _rehydrate(cart_id, result[1], token)
+        if status == c.BUSY:
+            # A write is in flight (or its writer died): the database is the truth.
+            return _from_db(cart_id)
+        if status == c.NO_LEASE:
+            if not reconcile():
+                return _from_db(cart_id)
+            continue
+        # FILLING: another reader is rehydrating this cart; wait for it briefly.
+        now = time.monotonic()
+        deadline = deadline or now + conf.FILL_WAIT
+        if now > deadline:
+            return _from_db(cart_id)
+        time.sleep(0.001)
+    return _from_db(cart_id)
+
+
+# ---------------------------------------------------------------- writes
+
+Decider = Callable[[dict[str, d.Cart | None]], dict[str, list[d.Event]]]
+
+
+class _Locks:
+    """The cache locks one command holds, and what they returned."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.held: list[str] = []
+        self.cached: dict[str, d.Cart] = {}
+        self.dirty = False
+
+    def take(self, cart_ids: Iterable[str]) -> None:
+        lock_ms = _ms(conf.LOCK_TTL)
+        for cart_id in sorted(cart_ids):
+            deadline = time.monotonic() + conf.LOCK_WAIT
+            pause = 0.0005
+            while True:
+                try:
+                    result = _cache("acquire", cart_id, self.token, lock_ms, _keep_ms())
+                except c.CacheUnavailable:
+                    self.dirty = True
+                    return
+                if result[0] == c.NO_LEASE:
+                    if reconcile():
+                        continue
+                    self.dirty = True
+                    return
+                if result[0] == c.BUSY:
+                    if time.monotonic() > deadline:
+                        # The version check still fences us; the dirty mark fences the cache.
+                        log.warning("lock wait on cart %s timed out; writing unlocked", cart_id)
+                        self.dirty = True
+                        return
+                    time.sleep(min(pause, result[1] / 1000))
+                    pause = min(pause * 2, 0.01)
+                    continue
+                self.held.append(cart_id)
+                if result[0] == c.ACQUIRED:
+                    try:
+                        self.cached[cart_id] = load_state(result[2])
+                    except CodecError as exc:
+                        log.error("undecodable cache entry for cart %s: %s", cart_id, exc)
+                break
+
+    def settle(self, mode: str, states: dict[str, d.Cart] | None = None) -> None:
+        for cart_id in self.held:
+            state = (states or {}).get(cart_id)
+            version, payload = (state.version, dump_state(state)) if state else (0, b"")
+            try:
+                _cache(
+                    "settle",
+                    cart_id,
+                    self.token,
+                    mode if state or mode != "set" else "drop",
+                    version,
+                    payload,
+                    _keep_ms(),
+                )
+            except c.CacheUnavailable:
+                # The lock expires by itself; its expiry invalidates the entry.
+                pass
+        self.held = []
+
+
+def execute(
+    cart_ids: list[str],
+    decide: Decider,
+    *,
+    create: bool = False,
+    expected_version: int | None = None,
+    command_id: str | None = None,
+) -> dict[str, d.Cart]:
+    """Run one command over one or more carts; returns each cart's state afterwards."""
+    for attempt in range(conf.WRITE_RETRIES):
+        locks = _Locks(_token())
+        locks.take(cart_ids)
+        try:
+            result = _attempt(cart_ids, decide, locks, create, expected_version, command_id)
+        except store.Conflict:
+            locks.settle("drop")
+            metrics.inc("write_conflicts")
+            log.info("version moved under cart(s) %s; retrying (%d)", cart_ids, attempt + 1)
+            continue
+        except d.DomainError:
+            locks.settle("keep")
+            raise
+        except BaseException:
+            # Unknown outcome (database error, process interrupted): drop the entries.
+            locks.settle("drop")
+            raise
+        states, committed = result
+        _hook("after_commit", cart_ids=cart_ids, states=states)
+        if committed:
+            locks.settle("set", states)
+            if locks.dirty:
+                # Wait out any lease granted before our dirty mark was visible.
+                time.sleep(conf.TRUST_LEASE)
+        else:
+            locks.settle("keep")
+        if attempt:
+            metrics.inc("write_retries", attempt)
+        return states
+    raise d.DomainError("cart is too busy, try again", code="busy")
+
+
+def _attempt(
+    cart_ids: list[str],
+    decide: Decider,
+    locks: _Locks,
+    create: bool,
+    expected_version: int | None,
+    command_id: str | None,
+) -> tuple[dict[str, d.Cart], bool]:
+    now = timezone.now()
+    befores: dict[str, d.Cart | None] = {}
+    for cart_id in cart_ids:
+        if create:
+            befores[cart_id] = None
+            continue
+        cached = locks.cached.get(cart_id) if not locks.dirty else None
+        before = cached or store.load_from_rows(cart_id)
+        if before is None:
+            raise d.NotFound("cart not found")
+        befores[cart_id] = before
+    if expected_version is not None:
+        (first,) = cart_ids
+        before = befores[first]
+        if before is not None and before.version != expected_version:
+            raise d.VersionConflict(
+                f"cart is at version {before.version}, not {expected_version}"
+            )
+    events = decide(befores)
+    changes = []
+    states: dict[str, d.Cart] = {}
+    for cart_id in cart_ids:
+        before = befores[cart_id]
+        cart_events = events.get(cart_id) or []
+        if not cart_events:
+            assert before is not None
+            states[cart_id] = before
+            continue
+        after = d.fold(before, cart_events)
+        assert after is not None
+        states[cart_id] = after
+        changes.append(store.Change(before, after, cart_events))
+    if not changes:
+        return states, False
+    _hook("before_commit", cart_ids=cart_ids, states=states)
+    if create:
+        try:
+            store.create(changes[0], command_id, locks.dirty, now)
+        except IntegrityError as exc:
+            raise d.InvalidInput("a cart with this id exists", field="id") from exc
+    else:
+        store.commit(changes, command_id, locks.dirty, now)
+    return states, True
+
+
+# ---------------------------------------------------------------- the door
+
+
+def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool = False) -> Any:
+    """Make `fn(cart, *args)` callable as `fn(cart_id, *args)`: the state of the cart is
+    loaded (rehydrated lazily when it is not in memory) and, for writes, `fn` returns the
+    events to commit under the cart's lock; the caller gets the cart state afterwards.
+
+    Writes also take `expected_version=` (If-Match) and `command_id=` (idempotency).
+    """
+
+    def decorate(fn: F) -> F:
+        @wraps(fn)
+        def wrapper(
+            cart_id: Any,
+            *args: Any,
+            expected_version: int | None = None,
+            command_id: str | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            key = str(cart_id)
+            if read:
+                cart = read_cart(key)
+                if expected_version is not None and cart.version != expected_version:
+                    raise d.VersionConflict(f"cart is at version {cart.version}")
+                return fn(cart, *args, **kwargs)
+            states = execute(
+                [key],
+                lambda carts: {key: fn(carts[key], *args, **kwargs)},
+                create=create,
+                expected_version=expected_version,
+                command_id=command_id,
+            )
+            return states[key]
+
+        return wrapper  # type: ignore[return-value]
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+def evict(cart_id: str, idle_before_ms: int | None = None) -> bool:
+    """Remove a cart from memory (passivation, admin); False if busy, recent or absent."""
+    try:
+        return bool(_cache("evict", str(cart_id), idle_before_ms))
+    except c.CacheUnavailable:
+        return False
+
+
+def peek(cart_ids: Iterable[str]) -> dict[str, d.Cart | None]:
+    """What memory holds for these carts right now, without touching them (None: bad entry)."""
+    found: dict[str, d.Cart | None] = {}
+    for cart_id, (_version, payload) in _cache("peek", [str(i) for i in cart_ids]).items():
+        try:
+            found[cart_id] = load_state(payload)
+        except CodecError:
+            found[cart_id] = None
+    return found
+
+
+def clear() -> None:
+    """Forget every cached cart (tests; after restoring a database backup)."""
+    image_store().clear()
+    breaker.reset()

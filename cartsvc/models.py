@@ -1,0 +1,96 @@
+"""Tables: cart header, incremental line rows, the event log, snapshots, the dirty list.
+
+Rows are written only by `cartsvc.store`; models carry no behaviour that writes.
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class Cart(models.Model):
+    id = models.UUIDField(primary_key=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    status = models.CharField(max_length=16, db_index=True)
+    currency = models.CharField(max_length=3)
+    version = models.PositiveIntegerField()
+    next_line_id = models.PositiveIntegerField(default=1)
+    discount_code = models.CharField(max_length=64, blank=True, default="")
+    discount_kind = models.CharField(max_length=16, blank=True, default="")
+    discount_value = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    merged_into = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    last_activity_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "last_activity_at"])]
+
+    def __str__(self) -> str:
+        return f"cart {self.id} v{self.version} {self.status}"
+
+
+class CartLine(models.Model):
+    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="line_rows")
+    line_id = models.PositiveIntegerField()
+    sku = models.CharField(max_length=64, db_index=True)
+    name = models.CharField(max_length=200)
+    options = models.JSONField(default=list)
+    quantity = models.PositiveIntegerField()
+    unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cart", "line_id"], name="cartline_unique_line_id")
+        ]
+        ordering = ["cart", "line_id"]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.sku}"
+
+
+class CartEvent(models.Model):
+    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="events")
+    version = models.PositiveIntegerField()
+    type = models.CharField(max_length=32)
+    schema = models.PositiveSmallIntegerField()
+    data = models.JSONField()
+    command_id = models.CharField(max_length=64, null=True, blank=True)
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cart", "version"], name="cartevent_unique_version")
+        ]
+        indexes = [models.Index(fields=["cart", "command_id"])]
+        ordering = ["cart", "version"]
+
+    def __str__(self) -> str:
+        return f"{self.cart_id} v{self.version} {self.type}"
+
+
+class CartSnapshot(models.Model):
+    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="snapshots")
+    version = models.PositiveIntegerField()
+    schema = models.PositiveSmallIntegerField()
+    state = models.JSONField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cart", "version"], name="cartsnapshot_unique_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cart_id} snapshot v{self.version}"
+
+
+class CartCacheDirty(models.Model):
+    """Carts written while the cache could not be fenced; their entries must be dropped."""
+
+    cart_id = models.UUIDField(primary_key=True)
+    marked_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.cart_id} dirty since {self.marked_at}"

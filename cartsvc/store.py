@@ -1,0 +1,432 @@
+"""The database side: load a cart (rows or snapshot + events) and commit a command.
+
+A commit is one transaction that appends the events, brings the rows to the new state and
+moves the header's version from `before.version` to `after.version`; the version check in
+the UPDATE is the fencing token, so a writer whose cache lock expired can never overwrite a
+newer commit. On PostgreSQL a single-cart commit is one statement (data-modifying CTEs): one
+round trip, its own transaction. Elsewhere it runs as a few statements inside one atomic block.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from django.db import IntegrityError, connection, transaction
+
+from cartsvc import domain as d
+from cartsvc.conf import conf
+from cartsvc.events import (
+    STATE_SCHEMA,
+    CodecError,
+    decode_event,
+    encode_event,
+    state_from_dict,
+    state_to_dict,
+)
+from cartsvc.models import Cart, CartCacheDirty, CartEvent, CartLine, CartSnapshot
+
+log = logging.getLogger("cartsvc.store")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One cart's part of a commit."""
+
+    before: d.Cart | None
+    after: d.Cart
+    events: list[d.Event]
+
+
+class Conflict(Exception):
+    """The header's version moved since `before` was read: reload and decide again."""
+
+
+# ---------------------------------------------------------------- loading
+
+_HEADER_FIELDS = (
+    "status",
+    "currency",
+    "owner_id",
+    "version",
+    "next_line_id",
+    "discount_code",
+    "discount_kind",
+    "discount_value",
+    "merged_into",
+    "created_at",
+    "updated_at",
+)
+
+
+def _options(raw: Any) -> d.Options:
+    return tuple((str(k), str(v)) for k, v in raw)
+
+
+def load_from_rows(cart_id: str) -> d.Cart | None:
+    """Header + lines: two queries whatever the history length."""
+    header = Cart.objects.filter(id=cart_id).values_list(*_HEADER_FIELDS).first()
+    if header is None:
+        return None
+    (status, currency, owner_id, version, next_line_id, dcode, dkind, dvalue, merged, ca, ua) = (
+        header
+    )
+    lines = tuple(
+        d.Line(line_id, sku, name, _options(opts), qty, price)
+        for line_id, sku, name, opts, qty, price in CartLine.objects.filter(cart_id=cart_id)
+        .order_by("line_id")
+        .values_list("line_id", "sku", "name", "options", "quantity", "unit_price")
+    )
+    return d.Cart(
+        id=str(cart_id),
+        version=version,
+        status=status,
+        currency=currency,
+        owner_id=owner_id,
+        lines=lines,
+        discount=d.Discount(dcode, dkind, dvalue) if dcode else None,
+        next_line_id=next_line_id,
+        created_at=ca,
+        updated_at=ua,
+        merged_into=str(merged) if merged else None,
+    )
+
+
+def _replay(cart: d.Cart | None, rows: Any) -> d.Cart | None:
+    for _version, event_type, schema, data, recorded_at in rows:
+        cart = d.apply(cart, decode_event(event_type, schema, data, recorded_at))
+    return cart
+
+
+def _event_rows(cart_id: str, after_version: int) -> Any:
+    return (
+        CartEvent.objects.filter(cart_id=cart_id, version__gt=after_version)
+        .order_by("version")
+        .values_list("version", "type", "schema", "data", "recorded_at")
+    )
+
+
+def load_from_events(cart_id: str, up_to: int | None = None) -> d.Cart | None:
+    """Latest usable snapshot + the events after it: two queries; a snapshot that does not
+    decode falls back to a full replay."""
+    snapshots = CartSnapshot.objects.filter(cart_id=cart_id)
+    if up_to is not None:
+        snapshots = snapshots.filter(version__lte=up_to)
+    snapshot = snapshots.order_by("-version").values_list("version", "schema", "state").first()
+    cart: d.Cart | None = None
+    if snapshot is not None:
+        version, schema, state = snapshot
+        try:
+            if schema != STATE_SCHEMA:
+                raise CodecError(f"snapshot schema {schema}")
+            cart = state_from_dict(state)
+        except CodecError as exc:
+            log.warning("snapshot %s v%s unusable (%s); replaying all events", cart_id, version, exc)
+            cart = None
+    rows = _event_rows(cart_id, cart.version if cart else 0)
+    if up_to is not None:
+        rows = rows.filter(version__lte=up_to)
+    return _replay(cart, rows)
+
+
+def load(cart_id: str, source: str | None = None) -> d.Cart | None:
+    if (source or conf.REHYDRATE_FROM) == "events":
+        return load_from_events(cart_id)
+    return load_from_rows(cart_id)
+
+
+def history(cart_id: str, after: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+    rows = (
+        CartEvent.objects.filter(cart_id=cart_id, version__gt=after)
+        .order_by("version")
+        .values_list("version", "type", "schema", "data", "command_id", "recorded_at")[:limit]
+    )
+    return [
+        {
+            "version": version,
+            "type": event_type,
+            "schema": schema,
+            "data": data,
+            "command_id": command_id,
+            "at": recorded_at,
+        }
+        for version, event_type, schema, data, command_id, recorded_at in rows
+    ]
+
+
+def find_command(cart_id: str, command_id: str) -> int | None:
+    """Version of the last event a command produced, if it was applied already."""
+    return (
+        CartEvent.objects.filter(cart_id=cart_id, command_id=command_id)
+        .order_by("-version")
+        .values_list("version", flat=True)
+        .first()
+    )
+
+
+# ---------------------------------------------------------------- dirty list
+
+
+def dirty_marks(limit: int = 10_000) -> list[tuple[str, datetime]]:
+    rows = CartCacheDirty.objects.order_by("marked_at").values_list("cart_id", "marked_at")
+    return [(str(cart_id), marked_at) for cart_id, marked_at in rows[:limit]]
+
+
+def clear_dirty(marks: list[tuple[str, datetime]]) -> None:
+    """Delete exactly the marks that were seen: a mark renewed since then stays."""
+    for cart_id, marked_at in marks:
+        CartCacheDirty.objects.filter(cart_id=cart_id, marked_at=marked_at).delete()
+
+
+# ---------------------------------------------------------------- committing
+
+
+def _header_values(after: d.Cart, activity_at: datetime) -> dict[str, Any]:
+    discount = after.discount
+    return {
+        "version": after.version,
+        "status": after.status,
+        "next_line_id": after.next_line_id,
+        "discount_code": discount.code if discount else "",
+        "discount_kind": discount.kind if discount else "",
+        "discount_value": discount.value if discount else None,
+        "merged_into": after.merged_into,
+        "updated_at": after.updated_at,
+        "last_activity_at": activity_at,
+    }
+
+
+def _line_diff(
+    before: d.Cart | None, after: d.Cart
+) -> tuple[list[d.Line], list[d.Line], list[int]]:
+    old = {line.id: line for line in before.lines} if before else {}
+    new = {line.id: line for line in after.lines}
+    inserted = [line for lid, line in new.items() if lid not in old]
+    updated = [line for lid, line in new.items() if lid in old and old[lid] != line]
+    deleted = [lid for lid in old if lid not in new]
+    return inserted, updated, deleted
+
+
+def _snapshot_due(before: d.Cart | None, after: d.Cart) -> bool:
+    every = conf.SNAPSHOT_EVERY
+    return every > 0 and after.version // every > (before.version if before else 0) // every
+
+
+def _event_values(
+    change: Change, command_id: str | None
+) -> list[tuple[int, str, int, bytes, str | None, datetime]]:
+    first = change.after.version - len(change.events) + 1
+    values = []
+    for offset, event in enumerate(change.events):
+        event_type, schema, data = encode_event(event)
+        values.append((first + offset, event_type, schema, data, command_id, event.at))
+    return values
+
+
+def create(change: Change, command_id: str | None, dirty: bool, now: datetime) -> None:
+    """Insert a new cart; IntegrityError if the id exists."""
+    after = change.after
+    with transaction.atomic():
+        Cart.objects.create(
+            id=after.id,
+            owner_id=after.owner_id,
+            currency=after.currency,
+            created_at=after.created_at,
+            **_header_values(after, now),
+        )
+        _write_generic_children(change, command_id, dirty, now)
+
+
+def commit(changes: list[Change], command_id: str | None, dirty: bool, now: datetime) -> None:
+    """Apply every change or none; raise Conflict if any cart moved on."""
+    if len(changes) == 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        if not _commit_postgres(changes[0], command_id, dirty, now):
+            raise Conflict(changes[0].after.id)
+        return
+    try:
+        with transaction.atomic():
+            for change in changes:
+                if connection.vendor == "postgresql":
+                    ok = _commit_postgres(change, command_id, dirty, now)
+                else:
+                    ok = _commit_generic(change, command_id, dirty, now)
+                if not ok:
+                    raise Conflict(change.after.id)
+    except IntegrityError as exc:
+        # Only a concurrent lockless writer can collide on (cart, version).
+        raise Conflict(str(exc)) from exc
+
+
+def _commit_generic(change: Change, command_id: str | None, dirty: bool, now: datetime) -> bool:
+    assert change.before is not None
+    updated = Cart.objects.filter(id=change.after.id, version=change.before.version).update(
+        **_header_values(change.after, now)
+    )
+    if not updated:
+        return False
+    _write_generic_children(change, command_id, dirty, now)
+    return True
+
+
+def _write_generic_children(
+    change: Change, command_id: str | None, dirty: bool, now: datetime
+) -> None:
+    cart_id = change.after.id
+    CartEvent.objects.bulk_create(
+        CartEvent(
+            cart_id=cart_id,
+            version=version,
+            type=event_type,
+            schema=schema,
+            data=data,
+            command_id=cmd,
+            recorded_at=at,
+        )
+        for version, event_type, schema, data, cmd, at in _event_values(change, command_id)
+    )
+    inserted, updated, deleted = _line_diff(change.before, change.after)
+    if inserted:
+        CartLine.objects.bulk_create(
+            CartLine(
+                cart_id=cart_id,
+                line_id=line.id,
+                sku=line.sku,
+                name=line.name,
+                options=[list(p) for p in line.options],
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+            )
+            for line in inserted
+        )
+    for line in updated:
+        CartLine.objects.filter(cart_id=cart_id, line_id=line.id).update(
+            quantity=line.quantity, unit_price=line.unit_price
+        )
+    if deleted:
+        CartLine.objects.filter(cart_id=cart_id, line_id__in=deleted).delete()
+    if _snapshot_due(change.before, change.after):
+        CartSnapshot.objects.create(
+            cart_id=cart_id,
+            version=change.after.version,
+            schema=STATE_SCHEMA,
+            state=state_to_dict(change.after),
+            created_at=now,
+        )
+    if dirty:
+        CartCacheDirty.objects.update_or_create(cart_id=cart_id, defaults={"marked_at": now})
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _values(rows: list[tuple], casts: tuple[str, ...], params: list[Any]) -> str:
+    """Render a VALUES list with typed placeholders, appending the parameters."""
+    one = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
+    for row in rows:
+        params.extend(row)
+    return ", ".join([one] * len(rows))
+
+
+def _commit_postgres(change: Change, command_id: str | None, dirty: bool, now: datetime) -> bool:
+    assert change.before is not None
+    after = change.after
+    header = _header_values(after, now)
+    params: list[Any] = [
+        header["version"],
+        header["status"],
+        header["next_line_id"],
+        header["discount_code"],
+        header["discount_kind"],
+        header["discount_value"],
+        header["merged_into"],
+        header["updated_at"],
+        header["last_activity_at"],
+        after.id,
+        change.before.version,
+    ]
+    parts = [
+        "WITH h AS (UPDATE cartsvc_cart SET version = %s, status = %s, next_line_id = %s,"
+        " discount_code = %s, discount_kind = %s, discount_value = %s, merged_into = %s,"
+        " updated_at = %s, last_activity_at = %s WHERE id = %s AND version = %s RETURNING id)"
+    ]
+    events = [
+        (version, event_type, schema, _json(data), cmd, at)
+        for version, event_type, schema, data, cmd, at in _event_values(change, command_id)
+    ]
+    parts.append(
+        ", ev AS (INSERT INTO cartsvc_cartevent"
+        " (cart_id, version, type, schema, data, command_id, recorded_at)"
+        " SELECT h.id, x.* FROM h, (VALUES "
+        + _values(events, ("int", "varchar", "smallint", "jsonb", "varchar", "timestamptz"), params)
+        + ") AS x)"
+    )
+    inserted, updated, deleted = _line_diff(change.before, after)
+    if inserted:
+        rows = [
+            (
+                line.id,
+                line.sku,
+                line.name,
+                _json([list(p) for p in line.options]),
+                line.quantity,
+                line.unit_price,
+            )
+            for line in inserted
+        ]
+        parts.append(
+            ", ins AS (INSERT INTO cartsvc_cartline"
+            " (cart_id, line_id, sku, name, options, quantity, unit_price)"
+            " SELECT h.id, x.* FROM h, (VALUES "
+            + _values(rows, ("int", "varchar", "varchar", "jsonb", "int", "numeric"), params)
+            + ") AS x)"
+        )
+    if updated:
+        rows = [(line.id, line.quantity, line.unit_price) for line in updated]
+        parts.append(
+            ", upd AS (UPDATE cartsvc_cartline l SET quantity = x.q, unit_price = x.p"
+            " FROM h, (VALUES "
+            + _values(rows, ("int", "int", "numeric"), params)
+            + ") AS x(lid, q, p) WHERE l.cart_id = h.id AND l.line_id = x.lid)"
+        )
+    if deleted:
+        parts.append(
+            ", del AS (DELETE FROM cartsvc_cartline l USING h"
+            " WHERE l.cart_id = h.id AND l.line_id = ANY(%s))"
+        )
+        params.append(deleted)
+    if _snapshot_due(change.before, after):
+        parts.append(
+            ", snap AS (INSERT INTO cartsvc_cartsnapshot (cart_id, version, schema, state,"
+            " created_at) SELECT h.id, %s, %s, %s::jsonb, %s FROM h)"
+        )
+        params.extend([after.version, STATE_SCHEMA, _json(state_to_dict(after)), now])
+    if dirty:
+        parts.append(
+            ", dirty AS (INSERT INTO cartsvc_cartcachedirty (cart_id, marked_at)"
+            " SELECT h.id, %s FROM h ON CONFLICT (cart_id) DO UPDATE"
+            " SET marked_at = EXCLUDED.marked_at)"
+        )
+        params.append(now)
+    parts.append(" SELECT count(*) FROM h")
+    with connection.cursor() as cursor:
+        cursor.execute("".join(parts), params)
+        (count,) = cursor.fetchone()
+    return count == 1
+
+
+def lines_of(cart_id: str) -> list[dict[str, Any]]:
+    """The line rows as stored (for verify and the admin)."""
+    return list(
+        CartLine.objects.filter(cart_id=cart_id)
+        .order_by("line_id")
+        .values("line_id", "sku", "name", "options", "quantity", "unit_price")
+    )
+
+
+def money_str(value: Decimal) -> str:
+    return str(d.money(value))

@@ -1,0 +1,1 @@
+"""Project wiring: settings, urls, wsgi."""

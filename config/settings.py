@@ -1,0 +1,147 @@
+"""Settings, read from the environment; every variable has an embedded default."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("CART_VAR_DIR", BASE_DIR / "var"))
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-not-secret-change-me")
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "cartsvc",
+    "carts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# ------------------------------------------------------------------ database
+
+DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.postgresql":
+    _db["CONN_MAX_AGE"] = int(os.environ.get("DB_CONN_MAX_AGE", "300"))
+    _db["CONN_HEALTH_CHECKS"] = True
+    # A stuck lock or statement fails fast instead of holding a worker forever.
+    _db["OPTIONS"] = {
+        "options": " ".join(
+            [
+                f"-c lock_timeout={os.environ.get('DB_LOCK_TIMEOUT_MS', '5000')}",
+                f"-c statement_timeout={os.environ.get('DB_STATEMENT_TIMEOUT_MS', '15000')}",
+                "-c idle_in_transaction_session_timeout="
+                + os.environ.get("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "30000"),
+            ]
+        ),
+        "connect_timeout": 5,
+    }
+    if os.environ.get("DATABASE_TEST_NAME"):
+        _db["TEST"] = {"NAME": os.environ["DATABASE_TEST_NAME"]}
+elif _db["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite serializes writers; IMMEDIATE takes the write lock at BEGIN so two processes
+    # never deadlock upgrading a read lock, and WAL lets readers run beside the writer.
+    _db["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ------------------------------------------------------------------ cache
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "cartimage"),
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                # Never pickle: a cache must not be a code-execution channel.
+                "SERIALIZER": "config.serializers.OrjsonSerializer",
+                # redis-py waits forever by default; a hung Redis must cost milliseconds.
+                "SOCKET_CONNECT_TIMEOUT": float(os.environ.get("REDIS_CONNECT_TIMEOUT", "0.25")),
+                "SOCKET_TIMEOUT": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "0.25")),
+                "CONNECTION_POOL_KWARGS": {"max_connections": 64, "health_check_interval": 30},
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# ------------------------------------------------------------------ cart image
+
+CARTIMAGE = {
+    "IDLE_TIMEOUT": int(os.environ.get("CART_IDLE_TIMEOUT", "1800")),
+    "ABANDON_AFTER": int(os.environ.get("CART_ABANDON_AFTER", "604800")),
+    "SNAPSHOT_EVERY": int(os.environ.get("CART_SNAPSHOT_EVERY", "50")),
+    "REHYDRATE_FROM": os.environ.get("CART_REHYDRATE_FROM", "rows"),
+    "MAX_LINE_QUANTITY": int(os.environ.get("CART_MAX_LINE_QUANTITY", "99")),
+    # "redis" uses the django-redis connection; "embedded" a SQLite file shared by every
+    # process on this machine (see README: why not an in-process cache).
+    "BACKEND": "redis" if REDIS_URL else "embedded",
+    "EMBEDDED_PATH": str(VAR_DIR / "image.sqlite3"),
+    "KEY_PREFIX": os.environ.get("CART_KEY_PREFIX", "ci"),
+    "CATALOG": "carts.catalog.DemoCatalog",
+}
+
+# ------------------------------------------------------------------ misc
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+LOGIN_URL = "/login/"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "cartsvc": {"handlers": ["console"], "level": os.environ.get("CART_LOG_LEVEL", "INFO")},
+    },
+}
