@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from cartsvc.catalog import DiscountInfo, ProductInfo
-
 from carts.models import DiscountCode, Product
+from cartsvc.catalog import DiscountInfo, ProductInfo
 
 _FIELDS = ("sku", "name", "price", "stock", "active")
 

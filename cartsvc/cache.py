@@ -433,7 +433,9 @@ class EmbeddedStore:
                 return (HIT, h["d"])
             if h.get("r") and h["rx"] > now:
                 return (FILLING,)
-            h.update(g=h.get("g") or token, r=token, rx=now + claim_ms, keep_until=now + claim_ms * 5)
+            h.update(
+                g=h.get("g") or token, r=token, rx=now + claim_ms, keep_until=now + claim_ms * 5
+            )
             self._put(conn, cart_id, h)
             return (CLAIMED, h["g"])
 

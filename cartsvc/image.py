@@ -19,6 +19,7 @@ import logging
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, TypeVar
@@ -100,6 +101,16 @@ def _cache(op: str, *args: Any) -> Any:
         metrics.inc("redis_errors")
         log.warning("cache %s failed, using the database: %s", op, exc)
         raise
+
+
+def cart_key(cart_id: Any) -> str:
+    """A cart id as its canonical string; anything that is not a UUID is an unknown cart."""
+    if isinstance(cart_id, uuid.UUID):
+        return str(cart_id)
+    try:
+        return str(uuid.UUID(str(cart_id)))
+    except ValueError:
+        raise d.NotFound("cart not found") from None
 
 
 def _token() -> str:
@@ -340,9 +351,7 @@ def _attempt(
         (first,) = cart_ids
         before = befores[first]
         if before is not None and before.version != expected_version:
-            raise d.VersionConflict(
-                f"cart is at version {before.version}, not {expected_version}"
-            )
+            raise d.VersionConflict(f"cart is at version {before.version}, not {expected_version}")
     events = decide(befores)
     changes = []
     states: dict[str, d.Cart] = {}
@@ -390,7 +399,7 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
             command_id: str | None = None,
             **kwargs: Any,
         ) -> Any:
-            key = str(cart_id)
+            key = cart_key(cart_id)
             if read:
                 cart = read_cart(key)
                 if expected_version is not None and cart.version != expected_version:

@@ -13,7 +13,7 @@ from cartsvc import image, store
 from cartsvc.catalog import catalog
 from cartsvc.conf import conf
 from cartsvc.domain import Cart, DomainError
-from cartsvc.image import safe_process_action
+from cartsvc.image import cart_key, safe_process_action
 
 __all__ = [
     "Cart",
@@ -44,16 +44,6 @@ def limits() -> d.Limits:
 # ---------------------------------------------------------------- input checks
 
 
-def cart_key(cart_id: Any) -> str:
-    """A cart id as its canonical string; anything that is not a UUID is an unknown cart."""
-    if isinstance(cart_id, uuid.UUID):
-        return str(cart_id)
-    try:
-        return str(uuid.UUID(str(cart_id)))
-    except ValueError:
-        raise d.NotFound("cart not found") from None
-
-
 def _check_int(value: Any, field: str) -> int:
     if type(value) is not int:
         raise d.InvalidInput(f"{field} must be an integer", field=field)
@@ -62,7 +52,9 @@ def _check_int(value: Any, field: str) -> int:
 
 def _check_sku(sku: Any) -> str:
     if not isinstance(sku, str) or not sku.strip() or len(sku) > MAX_SKU_LENGTH:
-        raise d.InvalidInput(f"sku must be a non-empty string of at most {MAX_SKU_LENGTH}", field="sku")
+        raise d.InvalidInput(
+            f"sku must be a non-empty string of at most {MAX_SKU_LENGTH}", field="sku"
+        )
     return sku
 
 
@@ -70,12 +62,16 @@ def _check_options(options: Any) -> d.Options:
     if options is None:
         return ()
     if not isinstance(options, dict) or len(options) > MAX_OPTIONS:
-        raise d.InvalidInput(f"options must be an object of at most {MAX_OPTIONS} entries", field="options")
+        raise d.InvalidInput(
+            f"options must be an object of at most {MAX_OPTIONS} entries", field="options"
+        )
     for key, value in options.items():
         if not isinstance(value, str) or not key or len(key) > MAX_OPTION_LENGTH:
             raise d.InvalidInput("options must map names to strings", field="options")
         if len(value) > MAX_OPTION_LENGTH:
-            raise d.InvalidInput(f"option values are at most {MAX_OPTION_LENGTH} characters", field="options")
+            raise d.InvalidInput(
+                f"option values are at most {MAX_OPTION_LENGTH} characters", field="options"
+            )
     return d.canonical_options(options)
 
 
@@ -185,14 +181,18 @@ def remove_discount(
     cart_id: Any, *, expected_version: int | None = None, command_id: str | None = None
 ) -> Cart:
     command = d.RemoveDiscount(timezone.now())
-    return _run(cart_key(cart_id), command, expected_version=expected_version, command_id=command_id)
+    return _run(
+        cart_key(cart_id), command, expected_version=expected_version, command_id=command_id
+    )
 
 
 def checkout(
     cart_id: Any, *, expected_version: int | None = None, command_id: str | None = None
 ) -> Cart:
     command = d.Checkout(timezone.now())
-    return _run(cart_key(cart_id), command, expected_version=expected_version, command_id=command_id)
+    return _run(
+        cart_key(cart_id), command, expected_version=expected_version, command_id=command_id
+    )
 
 
 def expire_cart(cart_id: Any) -> Cart:

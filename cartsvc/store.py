@@ -125,7 +125,9 @@ def load_from_events(cart_id: str, up_to: int | None = None) -> d.Cart | None:
                 raise CodecError(f"snapshot schema {schema}")
             cart = state_from_dict(state)
         except CodecError as exc:
-            log.warning("snapshot %s v%s unusable (%s); replaying all events", cart_id, version, exc)
+            log.warning(
+                "snapshot %s v%s unusable (%s); replaying all events", cart_id, version, exc
+            )
             cart = None
     rows = _event_rows(cart_id, cart.version if cart else 0)
     if up_to is not None:

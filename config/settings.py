@@ -22,6 +22,8 @@ INSTALLED_APPS = [
     "cartsvc",
     "carts",
 ]
+if os.environ.get("CARTIMAGE_BENCH") == "1":
+    INSTALLED_APPS.append("bench.naivecart")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -81,6 +83,8 @@ elif _db["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # A file, not memory: multi-process tests share the test database.
+    _db["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

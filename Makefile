@@ -1,0 +1,50 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | md5sum | cut -c1-12)
+
+# The test run's own database and Redis db number / key prefix (cleaned up by the tests).
+TEST_DB_URL ?= postgres://postgres@127.0.0.1:5432/cartimage
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/11
+BENCH_DB_URL ?= postgres://postgres@127.0.0.1:5432/cartimage_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/12
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint bench venv services clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+# The storefront on embedded defaults (SQLite + the embedded image store): no servers needed.
+run: venv
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py seed_demo
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+services:
+	@scripts/ensure_services.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# The whole suite on real PostgreSQL + Redis, then the service contract on the embedded default.
+test: venv services lint
+	DATABASE_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) CART_KEY_PREFIX=t$$$$ \
+	  $(VENV)/bin/pytest -p no:cacheprovider
+	env -u DATABASE_URL -u REDIS_URL CART_VAR_DIR=$$(mktemp -d) \
+	  $(VENV)/bin/pytest -p no:cacheprovider -m contract
+
+bench: venv services
+	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
+	  $(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) var db.sqlite3* .pytest_cache .ruff_cache .hypothesis

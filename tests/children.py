@@ -1,0 +1,45 @@
+"""Entry points of spawned test processes; Django is imported only after bootstrap."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from tests.procs import bootstrap
+
+
+def add_many(config, cart_id, sku, calls, go, results) -> None:
+    bootstrap(config)
+    from cartsvc import service
+
+    errors = []
+    go.wait(60)
+    for _ in range(calls):
+        try:
+            service.add_line(cart_id, sku, 1)
+        except Exception as exc:
+            errors.append(repr(exc))
+    results.put(errors)
+
+
+def add_then_die(config, cart_id, sku, hook_point, results) -> None:
+    """Run one add_line and SIGKILL this process at the named hook point."""
+    bootstrap(config)
+    from cartsvc import image, service
+
+    def die(**_context) -> None:
+        results.put("dying")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    image.HOOKS[hook_point] = die
+    service.add_line(cart_id, sku, 1)
+    results.put("survived")
+
+
+def read_cart(config, cart_id, go, results) -> None:
+    bootstrap(config)
+    from cartsvc import service
+
+    go.wait(60)
+    cart = service.get_cart(cart_id)
+    results.put(cart.version)

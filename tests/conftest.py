@@ -1,0 +1,42 @@
+"""Shared fixtures: a clean memory image per test, factories, the backend in use."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from django.conf import settings
+
+from cartsvc import cache, image, metrics
+
+
+def redis_backend() -> bool:
+    return settings.CARTIMAGE["BACKEND"] == "redis"
+
+
+@pytest.fixture(autouse=True)
+def clean_image():
+    """Redis outlives each test's database rollback: start and end every test empty."""
+    image.HOOKS.clear()
+    image.breaker.reset()
+    metrics.reset()
+    with contextlib.suppress(cache.CacheUnavailable):
+        image.clear()
+    yield
+    image.HOOKS.clear()
+    image.breaker.reset()
+    with contextlib.suppress(cache.CacheUnavailable):
+        image.clear()
+
+
+@pytest.fixture
+def needs_redis():
+    if not redis_backend():
+        pytest.skip("needs the Redis backend (REDIS_URL)")
+
+
+@pytest.fixture
+def products(db):
+    from tests.factories import make_products
+
+    return make_products(5)

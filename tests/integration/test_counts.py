@@ -1,0 +1,84 @@
+"""Costs counted, not timed: SQL queries, transactions and Redis round trips per operation."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from cartsvc import image, service
+from tests.factories import make_cart
+from tests.redis_spy import count_round_trips
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("needs_redis")]
+
+
+@pytest.fixture(autouse=True)
+def long_lease(settings):
+    # A lease renewal inside a measured call would add its own (rare, by design) queries.
+    settings.CARTIMAGE = {**settings.CARTIMAGE, "TRUST_LEASE": 60}
+
+
+def writes(queries: list[dict]) -> list[str]:
+    return [q["sql"] for q in queries if not q["sql"].lstrip().upper().startswith("SELECT")]
+
+
+@pytest.fixture
+def warm_cart(products):
+    cart = make_cart({"SKU-1": 1, "SKU-2": 2, "SKU-3": 1})
+    service.get_cart(cart.id)  # scripts loaded, lease granted, entry cached
+    return cart
+
+
+def test_hot_read_is_zero_sql_and_one_round_trip(warm_cart):
+    with CaptureQueriesContext(connection) as queries, count_round_trips() as trips:
+        cart = service.get_cart(warm_cart.id)
+    assert cart == warm_cart
+    assert len(queries) == 0
+    assert trips.count == 1
+
+
+def test_command_on_a_warm_cart_is_one_transaction_and_two_round_trips(warm_cart):
+    line = warm_cart.lines[0]
+    with CaptureQueriesContext(connection) as queries, count_round_trips() as trips:
+        cart = service.add_line(warm_cart.id, line.sku, 1)
+    assert cart.line(line.id).quantity == line.quantity + 1
+    # One catalog lookup (price and stock, before the lock), then one statement that is the
+    # whole transaction: events appended, rows updated, version bumped.
+    assert len(queries) == 2
+    (write,) = writes(queries.captured_queries)
+    assert write.startswith("WITH h AS (UPDATE cartsvc_cart")
+    assert "INSERT INTO cartsvc_cartevent" in write
+    assert trips.count <= 3
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        lambda c: service.set_quantity(c.id, c.lines[0].id, 5),
+        lambda c: service.remove_line(c.id, c.lines[0].id),
+        lambda c: service.add_line(c.id, "SKU-4", 1),
+        lambda c: service.checkout(c.id),
+    ],
+)
+def test_every_command_is_one_write_statement_and_at_most_three_round_trips(warm_cart, command):
+    with CaptureQueriesContext(connection) as queries, count_round_trips() as trips:
+        command(warm_cart)
+    assert len(writes(queries.captured_queries)) == 1
+    assert trips.count <= 3
+
+
+@pytest.mark.parametrize("extra_events", [0, 120])
+@pytest.mark.parametrize("source", ["rows", "events"])
+def test_cold_read_is_at_most_two_queries_whatever_the_history(
+    products, settings, source, extra_events
+):
+    settings.CARTIMAGE = {**settings.CARTIMAGE, "REHYDRATE_FROM": source, "SNAPSHOT_EVERY": 50}
+    cart = make_cart({"SKU-1": 1, "SKU-2": 1})
+    for i in range(extra_events):
+        cart = service.set_quantity(cart.id, cart.lines[0].id, 2 + i % 5)
+    service.get_cart(cart.id)
+    assert image.evict(cart.id)
+    with CaptureQueriesContext(connection) as queries:
+        assert service.get_cart(cart.id) == cart
+    assert len(queries) <= 2
