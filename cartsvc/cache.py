@@ -34,6 +34,8 @@ log = logging.getLogger("cartsvc.cache")
 HIT, CLAIMED, BUSY, NO_LEASE, FILLING = 0, 1, 2, 3, 4
 # acquire() statuses
 ACQUIRED, ACQUIRED_EMPTY = 0, 1
+# reconcile_begin() statuses
+WAIT, RECONCILING, LEASED = 0, 1, 2
 
 
 class CacheUnavailable(Exception):
@@ -63,8 +65,8 @@ class ImageStore(Protocol):
     def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
         """Remove an entry unless a writer holds it or it was used after idle_before_ms."""
 
-    def reconcile_begin(self, token: str, ttl_ms: int) -> tuple[bool, int]:
-        """Try to become the one reconciler; returns (won, cache clock in ms)."""
+    def reconcile_begin(self, token: str, ttl_ms: int) -> tuple[int, int]:
+        """Try to become the one reconciler: (RECONCILING | WAIT | LEASED, cache clock ms)."""
 
     def reconcile_end(self, token: str, lease_until_ms: int, drop_ids: list[str]) -> None:
         """Drop the dirty carts' entries, grant the lease until lease_until_ms."""
@@ -201,15 +203,18 @@ if ARGV[2] ~= '' then
   local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
   if seen and tonumber(seen) > tonumber(ARGV[2]) then return 0 end
 end
+local had = redis.call('HEXISTS', KEYS[1], 'v')
 redis.call('ZREM', KEYS[2], ARGV[1])
-return redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return had
 """
 )
 
-# KEYS: reconcile lock   ARGV: token, ttl_ms
+# KEYS: reconcile lock, lease   ARGV: token, ttl_ms
 _RECONCILE_BEGIN = (
     _NOW
     + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return {2, now} end
 local won = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 if won then return {1, now} end
 return {0, now}
@@ -283,8 +288,9 @@ class RedisStore:
         return bool(self._call(self._evict, keys, [cart_id, cutoff]))
 
     def reconcile_begin(self, token: str, ttl_ms: int) -> tuple[bool, int]:
-        won, now = self._call(self._reconcile_begin, [self.reconcile_key], [token, ttl_ms])
-        return bool(won), int(now)
+        keys = [self.reconcile_key, self.lease_key]
+        won, now = self._call(self._reconcile_begin, keys, [token, ttl_ms])
+        return int(won), int(now)
 
     def reconcile_end(self, token: str, lease_until_ms: int, drop_ids: list[str]) -> None:
         keys = [self.reconcile_key, self.lease_key, self.seen_key]
@@ -513,20 +519,22 @@ class EmbeddedStore:
             if idle_before_ms is not None and (h["seen"] or 0) > idle_before_ms:
                 return False
             conn.execute("DELETE FROM entry WHERE id = ?", (cart_id,))
-            return True
+            return h["v"] is not None
 
         return self._tx(op)
 
-    def reconcile_begin(self, token: str, ttl_ms: int) -> tuple[bool, int]:
-        def op(conn: sqlite3.Connection, now: int) -> tuple[bool, int]:
+    def reconcile_begin(self, token: str, ttl_ms: int) -> tuple[int, int]:
+        def op(conn: sqlite3.Connection, now: int) -> tuple[int, int]:
+            if self._lease(conn, now):
+                return LEASED, now
             row = conn.execute("SELECT until FROM meta WHERE k = 'reconcile'").fetchone()
             if row is not None and row[0] > now:
-                return False, now
+                return WAIT, now
             conn.execute(
                 "INSERT OR REPLACE INTO meta (k, val, until) VALUES ('reconcile', ?, ?)",
                 (token, now + ttl_ms),
             )
-            return True, now
+            return RECONCILING, now
 
         return self._tx(op)
 

@@ -112,8 +112,8 @@ def upcast(event_type: str, schema: int, data: dict[str, Any]) -> dict[str, Any]
 
 
 def decode_event(event_type: str, schema: int, data: dict[str, Any], at: datetime) -> d.Event:
-    data = upcast(event_type, schema, data)
     try:
+        data = upcast(event_type, schema, data)
         if event_type == d.CartOpened.type:
             return d.CartOpened(at, data["cart_id"], data["owner_id"], data["currency"])
         if event_type == d.LineAdded.type:
@@ -135,7 +135,9 @@ def decode_event(event_type: str, schema: int, data: dict[str, Any], at: datetim
         if event_type == d.CartMerged.type:
             return d.CartMerged(at, data["into_cart_id"])
         return EVENT_CLASSES[event_type](at)
-    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+    except CodecError:
+        raise
+    except (LookupError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
         raise CodecError(f"bad {event_type} payload: {exc}") from exc
 
 
@@ -165,7 +167,7 @@ def state_to_dict(cart: d.Cart) -> dict[str, Any]:
 
 
 def state_from_dict(data: dict[str, Any]) -> d.Cart:
-    if data.get("s") != STATE_SCHEMA:
+    if type(data.get("s")) is not int or data["s"] != STATE_SCHEMA:
         raise CodecError(f"state schema {data.get('s')!r} is not {STATE_SCHEMA}")
     try:
         discount = data["dc"]
@@ -187,7 +189,7 @@ def state_from_dict(data: dict[str, Any]) -> d.Cart:
             updated_at=datetime.fromisoformat(data["ua"]),
             merged_into=data["m"],
         )
-    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+    except (LookupError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
         raise CodecError(f"bad state: {exc}") from exc
 
 

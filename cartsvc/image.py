@@ -133,10 +133,12 @@ def reconcile() -> bool:
     or the database could not be reached (the caller then works from the database)."""
     token = _token()
     try:
-        won, now_ms = _cache("reconcile_begin", token, 5000)
+        status, now_ms = _cache("reconcile_begin", token, 5000)
     except c.CacheUnavailable:
         return False
-    if not won:
+    if status == c.LEASED:
+        return True
+    if status == c.WAIT:
         time.sleep(0.002)  # another process is reconciling; the caller retries
         return True
     try:

@@ -1,0 +1,392 @@
+"""The event and state codec: round trips, upcasters, and refusal of anything not ours."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import ClassVar
+
+import orjson
+import pytest
+
+from cartsvc import domain as d
+from cartsvc import events as e
+
+AT = datetime(2025, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+
+EVENTS = [
+    d.CartOpened(AT, "0b6f3c1e-9a40-4d5e-8f59-1d1e7a2b3c4d", None, "EUR"),
+    d.CartOpened(AT, "cart-2", 42, "USD"),
+    d.LineAdded(AT, 1, "SKU-1", "Product 1", (), 2, Decimal("3.50")),
+    d.LineAdded(
+        AT,
+        7,
+        "SKU-2",
+        "Café ünïcode €",
+        d.canonical_options({"size": "M", "color": "red"}),
+        99,
+        Decimal("1234567.89"),
+    ),
+    d.QuantityChanged(AT, 1, 5),
+    d.LineRemoved(AT, 7),
+    d.DiscountApplied(AT, "TEN", "percent", Decimal("10")),
+    d.DiscountApplied(AT, "FIVE", "fixed", Decimal("5.00")),
+    d.DiscountRemoved(AT),
+    d.CheckedOut(AT),
+    d.CartExpired(AT),
+    d.CartMerged(AT, "cart-3"),
+]
+
+
+def test_the_examples_cover_every_event_type():
+    assert {event.type for event in EVENTS} == set(e.EVENT_CLASSES)
+
+
+def test_schemas_and_classes_name_the_same_types():
+    assert set(e.EVENT_SCHEMAS) == set(e.EVENT_CLASSES)
+    for event_type, cls in e.EVENT_CLASSES.items():
+        assert cls.type == event_type
+
+
+def test_every_old_schema_has_an_upcaster():
+    for event_type, current in e.EVENT_SCHEMAS.items():
+        for schema in range(1, current):
+            assert (event_type, schema) in e.UPCASTERS
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda ev: ev.type)
+def test_event_round_trip(event):
+    event_type, schema, data = e.encode_event(event)
+    assert event_type == event.type
+    assert schema == e.EVENT_SCHEMAS[event.type]
+    assert e.decode_event(event_type, schema, data, event.at) == event
+    # As stored: the payload goes through JSON (a jsonb column) and comes back.
+    stored = orjson.loads(orjson.dumps(data))
+    decoded = e.decode_event(event_type, schema, stored, event.at)
+    assert decoded == event
+    assert type(decoded) is type(event)
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda ev: ev.type)
+def test_event_payloads_are_plain_json_without_floats(event):
+    _type, _schema, data = e.encode_event(event)
+    assert orjson.loads(orjson.dumps(data)) == data
+
+    def walk(value):
+        assert not isinstance(value, float | Decimal | datetime)
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(data)
+
+
+def test_money_keeps_its_exact_digits():
+    event = d.LineAdded(AT, 1, "S", "N", (), 1, Decimal("0.10"))
+    _type, _schema, data = e.encode_event(event)
+    assert data["unit_price"] == "0.10"
+    decoded = e.decode_event("line_added", 2, data, AT)
+    assert str(decoded.unit_price) == "0.10"
+
+
+def test_the_timestamp_travels_beside_the_payload():
+    _type, _schema, data = e.encode_event(d.CheckedOut(AT))
+    assert data == {}
+    later = AT + timedelta(days=1)
+    assert e.decode_event("checked_out", 1, data, later) == d.CheckedOut(later)
+
+
+def test_an_event_type_without_an_encoder_is_a_codec_error():
+    @dataclass(frozen=True, slots=True)
+    class Mystery(d.Event):
+        type: ClassVar[str] = "mystery"
+
+    with pytest.raises(e.CodecError):
+        e.encode_event(Mystery(AT))
+
+
+# ---------------------------------------------------------------- upcasting
+
+
+V1_LINE_ADDED = {"line_id": 3, "sku": "OLD-1", "name": "Old", "quantity": 2, "price": "4.20"}
+
+
+def test_line_added_v1_is_upcast_to_v2():
+    decoded = e.decode_event("line_added", 1, dict(V1_LINE_ADDED), AT)
+    assert decoded == d.LineAdded(AT, 3, "OLD-1", "Old", (), 2, Decimal("4.20"))
+    assert decoded.options == ()
+    assert decoded.unit_price == Decimal("4.20") and str(decoded.unit_price) == "4.20"
+
+
+def test_upcasting_does_not_change_the_stored_payload():
+    stored = dict(V1_LINE_ADDED)
+    upcast = e.upcast("line_added", 1, stored)
+    assert stored == V1_LINE_ADDED
+    assert upcast == {
+        "line_id": 3,
+        "sku": "OLD-1",
+        "name": "Old",
+        "quantity": 2,
+        "unit_price": "4.20",
+        "options": [],
+    }
+
+
+def test_upcasting_a_current_payload_is_the_identity():
+    _type, schema, data = e.encode_event(EVENTS[3])
+    assert e.upcast("line_added", schema, data) == data
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_an_unknown_event_type_is_a_codec_error():
+    with pytest.raises(e.CodecError, match="unknown event type"):
+        e.decode_event("line_teleported", 1, {}, AT)
+
+
+@pytest.mark.parametrize("event_type", sorted(e.EVENT_SCHEMAS))
+def test_a_newer_schema_is_a_codec_error(event_type):
+    with pytest.raises(e.CodecError, match="newer"):
+        e.decode_event(event_type, e.EVENT_SCHEMAS[event_type] + 1, {}, AT)
+
+
+@pytest.mark.parametrize("event_type", sorted(e.EVENT_SCHEMAS))
+def test_a_schema_older_than_any_upcaster_is_a_codec_error(event_type):
+    with pytest.raises(e.CodecError):
+        e.decode_event(event_type, 0, {}, AT)
+
+
+def _line_added(**changes):
+    _type, _schema, data = e.encode_event(EVENTS[3])
+    return {**data, **changes}
+
+
+GARBAGE = [
+    pytest.param("cart_opened", 1, {}, id="cart_opened-empty"),
+    pytest.param("cart_opened", 1, None, id="cart_opened-null"),
+    pytest.param("cart_opened", 1, [], id="cart_opened-list"),
+    pytest.param("cart_opened", 1, "garbage", id="cart_opened-string"),
+    pytest.param("line_added", 2, {}, id="line_added-empty"),
+    pytest.param("line_added", 2, None, id="line_added-null"),
+    pytest.param("line_added", 2, _line_added(unit_price="abc"), id="line_added-price"),
+    pytest.param("line_added", 2, _line_added(unit_price=None), id="line_added-null-price"),
+    pytest.param("line_added", 2, _line_added(quantity="two"), id="line_added-quantity"),
+    pytest.param("line_added", 2, _line_added(line_id=None), id="line_added-line-id"),
+    pytest.param("line_added", 2, _line_added(options=5), id="line_added-options"),
+    pytest.param("line_added", 2, _line_added(options=[["a", "b", "c"]]), id="line_added-pairs"),
+    pytest.param("quantity_changed", 1, {"line_id": 1}, id="quantity_changed-missing"),
+    pytest.param("quantity_changed", 1, {"line_id": 1, "quantity": []}, id="quantity_changed"),
+    pytest.param("line_removed", 1, {"line_id": "x"}, id="line_removed"),
+    pytest.param("discount_applied", 1, {"code": "T", "kind": "fixed"}, id="discount-missing"),
+    pytest.param(
+        "discount_applied", 1, {"code": "T", "kind": "fixed", "value": "1,5"}, id="discount-value"
+    ),
+    pytest.param("cart_merged", 1, {}, id="cart_merged-empty"),
+]
+
+GARBAGE_V1 = [
+    pytest.param(
+        "line_added",
+        1,
+        {"line_id": 1, "sku": "S", "name": "N", "quantity": 1},
+        id="line_added-v1-no-price",
+    ),
+    pytest.param(
+        "line_added",
+        1,
+        None,
+        id="line_added-v1-null",
+    ),
+    pytest.param(
+        "line_added",
+        1,
+        "garbage",
+        id="line_added-v1-string",
+    ),
+    pytest.param("line_added", 1, {**V1_LINE_ADDED, "price": "x"}, id="line_added-v1-bad-price"),
+]
+
+
+@pytest.mark.parametrize(("event_type", "schema", "data"), GARBAGE + GARBAGE_V1)
+def test_a_garbage_payload_is_a_codec_error(event_type, schema, data):
+    with pytest.raises(e.CodecError):
+        e.decode_event(event_type, schema, data, AT)
+
+
+def test_codec_error_is_a_value_error():
+    assert issubclass(e.CodecError, ValueError)
+
+
+# ---------------------------------------------------------------- state
+
+
+def full_cart() -> d.Cart:
+    return d.Cart(
+        id="0b6f3c1e-9a40-4d5e-8f59-1d1e7a2b3c4d",
+        version=17,
+        status=d.MERGED,
+        currency="EUR",
+        owner_id=5,
+        lines=(
+            d.Line(1, "SKU-1", "Product 1", (), 3, Decimal("3.50")),
+            d.Line(4, "SKU-2", "Ünïcode", (("color", "red"), ("size", "M")), 1, Decimal("0.10")),
+        ),
+        discount=d.Discount("TEN", "percent", Decimal("10.00")),
+        next_line_id=5,
+        created_at=AT,
+        updated_at=AT + timedelta(hours=1, microseconds=5),
+        merged_into="cart-2",
+    )
+
+
+def empty_cart() -> d.Cart:
+    return d.Cart(
+        id="c",
+        version=1,
+        status=d.OPEN,
+        currency="USD",
+        owner_id=None,
+        lines=(),
+        discount=None,
+        next_line_id=1,
+        created_at=AT,
+        updated_at=AT,
+    )
+
+
+@pytest.mark.parametrize("cart", [full_cart(), empty_cart()], ids=["full", "empty"])
+def test_state_round_trip(cart):
+    raw = e.dump_state(cart)
+    assert isinstance(raw, bytes)
+    loaded = e.load_state(raw)
+    assert loaded == cart
+    assert e.load_state(raw.decode()) == cart
+    assert e.state_from_dict(e.state_to_dict(cart)) == cart
+    # As a snapshot stores it: through a JSON column.
+    assert e.state_from_dict(orjson.loads(orjson.dumps(e.state_to_dict(cart)))) == cart
+
+
+def test_state_round_trip_keeps_types_and_digits():
+    loaded = e.load_state(e.dump_state(full_cart()))
+    line = loaded.lines[1]
+    assert type(line.options) is tuple and all(type(pair) is tuple for pair in line.options)
+    assert str(line.unit_price) == "0.10" and str(loaded.discount.value) == "10.00"
+    assert loaded.updated_at.utcoffset() == timedelta(0)
+    assert loaded.total == full_cart().total
+
+
+def test_state_keeps_a_non_utc_offset_instant():
+    shifted = AT.astimezone(timezone(timedelta(hours=2)))
+    cart = replace(empty_cart(), updated_at=shifted)
+    assert e.load_state(e.dump_state(cart)).updated_at == AT
+
+
+def test_state_is_compact_json():
+    data = orjson.loads(e.dump_state(full_cart()))
+    assert data["s"] == e.STATE_SCHEMA
+    assert data["l"][0] == [1, "SKU-1", "Product 1", [], 3, "3.50"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe\x00",
+        b"null",
+        b"[]",
+        b'"state"',
+        b"42",
+        b"{}",
+        b'{"s": 2}',
+        b'{"s": "1"}',
+        b'{"s": 1}',
+        b'{"s": 1, "id": "c"}',
+    ],
+)
+def test_load_state_refuses_anything_but_a_current_state(raw):
+    with pytest.raises(e.CodecError):
+        e.load_state(raw)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"l": [[1, "S", "N", [], 1]]}, id="short-line"),
+        pytest.param({"l": [[1, "S", "N", [], 1, "abc"]]}, id="bad-price"),
+        pytest.param({"l": [5]}, id="line-not-array"),
+        pytest.param({"l": None}, id="lines-null"),
+        pytest.param(
+            {"dc": ["TEN", "percent"]},
+            id="short-discount",
+        ),
+        pytest.param({"dc": ["TEN", "percent", "ten"]}, id="bad-discount"),
+        pytest.param({"ca": "yesterday"}, id="bad-date"),
+        pytest.param({"ua": None}, id="null-date"),
+    ],
+)
+def test_a_malformed_state_is_a_codec_error(change):
+    data = {**e.state_to_dict(full_cart()), **change}
+    with pytest.raises(e.CodecError):
+        e.state_from_dict(data)
+    with pytest.raises(e.CodecError):
+        e.load_state(orjson.dumps(data))
+
+
+def test_state_of_another_schema_is_a_codec_error():
+    data = {**e.state_to_dict(full_cart()), "s": e.STATE_SCHEMA + 1}
+    with pytest.raises(e.CodecError, match="schema"):
+        e.load_state(orjson.dumps(data))
+
+
+# ---------------------------------------------------------------- never pickle
+
+CALLS: list[str] = []
+
+
+def _record_call(marker: str) -> str:
+    CALLS.append(marker)
+    return marker
+
+
+class _Exploit:
+    """Unpickling this calls _record_call: a stand-in for os.system."""
+
+    def __reduce__(self):
+        return (_record_call, ("pwned",))
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_load_state_refuses_a_pickle_and_never_runs_it(protocol):
+    payload = pickle.dumps(_Exploit(), protocol=protocol)
+    CALLS.clear()
+    # The payload is live: a pickle loader would run it.
+    assert pickle.loads(payload) == "pwned"
+    assert CALLS == ["pwned"]
+    CALLS.clear()
+    with pytest.raises(e.CodecError):
+        e.load_state(payload)
+    assert CALLS == []
+
+
+def test_load_state_refuses_a_pickled_state():
+    payload = pickle.dumps(full_cart())
+    with pytest.raises(e.CodecError):
+        e.load_state(payload)
+
+
+def test_load_state_refuses_a_pickle_that_would_reach_the_os():
+    # A classic payload, never executed: loads would call os.system.
+    class Shell:
+        def __reduce__(self):
+            return (os.system, ("exit 0",))
+
+    with pytest.raises(e.CodecError):
+        e.load_state(pickle.dumps(Shell()))
