@@ -1,0 +1,48 @@
+"""A cache must not be a code-execution channel: a planted pickle is never executed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+
+import pytest
+
+from cartsvc import image, service
+from tests.factories import make_cart
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("needs_redis")]
+
+
+class Exploit:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_pickle_planted_under_a_cart_key_is_not_executed(products, tmp_path, caplog):
+    cart = make_cart({"SKU-1": 2})
+    marker = str(tmp_path / "pwned")
+    store = image.image_store()
+    store.client.hset(
+        store.key(cart.id), mapping={"v": cart.version, "d": pickle.dumps(Exploit(marker))}
+    )
+
+    with caplog.at_level(logging.ERROR, logger="cartsvc.image"):
+        assert service.get_cart(cart.id) == cart
+    assert not os.path.exists(marker)
+    assert any("undecodable cache entry" in r.getMessage() for r in caplog.records)
+    # The bad entry was dropped; the next read rehydrates a clean one.
+    assert service.get_cart(cart.id) == cart
+    assert image.peek([cart.id])[cart.id] == cart
+
+
+def test_django_cache_serializer_is_json_not_pickle(needs_redis):
+    from django.core.cache import cache
+
+    cache.set("cartimage-serializer-probe", {"a": 1})
+    raw = cache.client.get_client().get(cache.make_key("cartimage-serializer-probe"))
+    assert raw == b'{"a":1}'
+    cache.delete("cartimage-serializer-probe")
