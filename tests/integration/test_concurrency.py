@@ -9,7 +9,7 @@ from cartsvc.models import CartEvent
 from tests import children, procs
 from tests.factories import make_product
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.contract, pytest.mark.django_db(transaction=True)]
 
 PROCESSES, CALLS = 8, 25
 

@@ -11,7 +11,7 @@ from django.db import connection
 from cartsvc import image, metrics, service
 from tests.factories import make_cart
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.contract, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_reader_that_rehydrated_v5_can_not_overwrite_v6(products):
