@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from django.db import transaction
+from django.db.models import F
+
 from carts.models import DiscountCode, Product
 from cartsvc.catalog import DiscountInfo, ProductInfo
 
@@ -24,3 +27,17 @@ class DemoCatalog:
             .first()
         )
         return DiscountInfo(*row) if row else None
+
+    def reserve(self, items: dict[str, int]) -> list[str]:
+        short = []
+        with transaction.atomic():
+            # Sorted: two checkouts lock the same products in the same order.
+            for sku in sorted(items):
+                taken = Product.objects.filter(sku=sku, active=True, stock__gte=items[sku]).update(
+                    stock=F("stock") - items[sku]
+                )
+                if not taken:
+                    short.append(sku)
+            if short:
+                transaction.set_rollback(True)
+        return short

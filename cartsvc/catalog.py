@@ -34,6 +34,10 @@ class Catalog(Protocol):
     def discount(self, code: str) -> DiscountInfo | None:
         """The discount code, or None if unknown."""
 
+    def reserve(self, items: dict[str, int]) -> list[str]:
+        """Take `quantity` units of each sku from stock, all or none, inside the caller's
+        transaction; returns the skus that were short (nothing was taken then)."""
+
 
 @lru_cache(maxsize=4)
 def _build(path: str) -> Catalog:

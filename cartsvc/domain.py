@@ -65,6 +65,10 @@ class InvalidDiscount(DomainError):
     code, status = "invalid_discount", 422
 
 
+class IdempotencyKeyReused(DomainError):
+    code, status = "idempotency_key_reused", 422
+
+
 def money(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
@@ -116,6 +120,8 @@ class Cart:
     created_at: datetime
     updated_at: datetime
     merged_into: str | None = None
+    # Lines the customer set aside: kept with the cart, not counted in its totals.
+    saved: tuple[Line, ...] = ()
 
     @property
     def subtotal(self) -> Decimal:
@@ -135,6 +141,12 @@ class Cart:
 
     def line(self, line_id: int) -> Line | None:
         for line in self.lines:
+            if line.id == line_id:
+                return line
+        return None
+
+    def saved_line(self, line_id: int) -> Line | None:
+        for line in self.saved:
             if line.id == line_id:
                 return line
         return None
@@ -222,6 +234,35 @@ class CartMerged(Event):
     into_cart_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class LinePriceChanged(Event):
+    type: ClassVar[str] = "line_price_changed"
+    line_id: int
+    unit_price: Decimal
+    old_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class LineSavedForLater(Event):
+    type: ClassVar[str] = "line_saved_for_later"
+    line_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineMovedToCart(Event):
+    type: ClassVar[str] = "line_moved_to_cart"
+    line_id: int
+    # The cart line it merged into (same sku and options), or None: it became a line again.
+    merge_into: int | None
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class CartClaimed(Event):
+    type: ClassVar[str] = "cart_claimed"
+    owner_id: int
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -281,7 +322,32 @@ class RemoveDiscount(Command):
 
 @dataclass(frozen=True, slots=True)
 class Checkout(Command):
-    pass
+    # The catalog as it is now, for the lines' skus; None skips the re-check.
+    products: dict[str, ProductInfo] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reprice(Command):
+    """Bring every line to the catalog's current price (the caller shows a notice)."""
+
+    prices: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SaveForLater(Command):
+    line_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MoveToCart(Command):
+    line_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim(Command):
+    """An anonymous cart becomes the cart of the user who just logged in."""
+
+    owner_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +446,7 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
 
     if isinstance(command, RemoveLine):
         _require_open(cart)
-        if cart.line(command.line_id) is None:
+        if cart.line(command.line_id) is None and cart.saved_line(command.line_id) is None:
             raise NotFound("line not found", field="line_id")
         return [LineRemoved(at, command.line_id)]
 
@@ -408,7 +474,55 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
         _require_open(cart)
         if not cart.lines:
             raise InvalidInput("an empty cart can not be checked out", field="lines")
-        return [CheckedOut(at)]
+        events = []
+        if command.products is not None:
+            wanted: dict[str, int] = {}
+            for line in cart.lines:
+                wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+            for sku, quantity in wanted.items():
+                product = command.products.get(sku)
+                if product is None or not product.active:
+                    raise UnknownSku(f"{sku} is no longer sold; remove it first", field="sku")
+                if product.stock < quantity:
+                    raise InsufficientStock(
+                        f"only {product.stock} of {sku} left in stock", field="quantity"
+                    )
+            events += _price_changes(cart, {s: p.price for s, p in command.products.items()}, at)
+        return [*events, CheckedOut(at)]
+
+    if isinstance(command, Reprice):
+        if cart.status != OPEN:
+            return []
+        return _price_changes(cart, command.prices, at)
+
+    if isinstance(command, SaveForLater):
+        _require_open(cart)
+        if cart.line(command.line_id) is None:
+            raise NotFound("line not found", field="line_id")
+        if len(cart.saved) >= limits.max_lines:
+            raise QuantityLimit(f"at most {limits.max_lines} saved items", field="line_id")
+        return [LineSavedForLater(at, command.line_id)]
+
+    if isinstance(command, MoveToCart):
+        _require_open(cart)
+        saved = cart.saved_line(command.line_id)
+        if saved is None:
+            raise NotFound("saved item not found", field="line_id")
+        existing = cart.line_for(saved.sku, saved.options)
+        if existing:
+            quantity = min(existing.quantity + saved.quantity, limits.max_line_quantity)
+            return [LineMovedToCart(at, saved.id, existing.id, quantity)]
+        if len(cart.lines) >= limits.max_lines:
+            raise QuantityLimit(f"a cart holds at most {limits.max_lines} lines", field="line_id")
+        return [LineMovedToCart(at, saved.id, None, saved.quantity)]
+
+    if isinstance(command, Claim):
+        if cart.owner_id == command.owner_id:
+            return []
+        if cart.owner_id is not None:
+            raise NotFound("cart not found")
+        _require_open(cart)
+        return [CartClaimed(at, command.owner_id)]
 
     if isinstance(command, Expire):
         # Idempotent: a cart that already left "open" is not expired again.
@@ -446,6 +560,19 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
         return events
 
     raise TypeError(f"unknown command {type(command).__name__}")
+
+
+def _by_id(line: Line) -> int:
+    # Lines are kept in id order, the order the rows come back in.
+    return line.id
+
+
+def _price_changes(cart: Cart, prices: dict[str, Decimal], at: datetime) -> list[Event]:
+    return [
+        LinePriceChanged(at, line.id, prices[line.sku], line.unit_price)
+        for line in (*cart.lines, *cart.saved)
+        if line.sku in prices and prices[line.sku] != line.unit_price
+    ]
 
 
 # ---------------------------------------------------------------- apply
@@ -489,7 +616,42 @@ def apply(cart: Cart | None, event: Event) -> Cart:
         return replace(cart, version=version, updated_at=at, lines=lines)
     if isinstance(event, LineRemoved):
         lines = tuple(line for line in cart.lines if line.id != event.line_id)
-        return replace(cart, version=version, updated_at=at, lines=lines)
+        saved = tuple(line for line in cart.saved if line.id != event.line_id)
+        return replace(cart, version=version, updated_at=at, lines=lines, saved=saved)
+    if isinstance(event, LinePriceChanged):
+
+        def repriced(line: Line) -> Line:
+            return replace(line, unit_price=event.unit_price) if line.id == event.line_id else line
+
+        return replace(
+            cart,
+            version=version,
+            updated_at=at,
+            lines=tuple(map(repriced, cart.lines)),
+            saved=tuple(map(repriced, cart.saved)),
+        )
+    if isinstance(event, LineSavedForLater):
+        moved = cart.line(event.line_id)
+        if moved is None:
+            raise ValueError(f"line {event.line_id} is not in the cart")
+        lines = tuple(line for line in cart.lines if line.id != event.line_id)
+        saved = tuple(sorted((*cart.saved, moved), key=_by_id))
+        return replace(cart, version=version, updated_at=at, lines=lines, saved=saved)
+    if isinstance(event, LineMovedToCart):
+        back = cart.saved_line(event.line_id)
+        if back is None:
+            raise ValueError(f"line {event.line_id} is not saved")
+        saved = tuple(line for line in cart.saved if line.id != event.line_id)
+        if event.merge_into is not None:
+            lines = tuple(
+                replace(line, quantity=event.quantity) if line.id == event.merge_into else line
+                for line in cart.lines
+            )
+        else:
+            lines = tuple(sorted((*cart.lines, replace(back, quantity=event.quantity)), key=_by_id))
+        return replace(cart, version=version, updated_at=at, lines=lines, saved=saved)
+    if isinstance(event, CartClaimed):
+        return replace(cart, version=version, updated_at=at, owner_id=event.owner_id)
     if isinstance(event, DiscountApplied):
         discount = Discount(event.code, event.kind, event.value)
         return replace(cart, version=version, updated_at=at, discount=discount)

@@ -23,6 +23,10 @@ EVENT_SCHEMAS: dict[str, int] = {
     d.CheckedOut.type: 1,
     d.CartExpired.type: 1,
     d.CartMerged.type: 1,
+    d.LinePriceChanged.type: 1,
+    d.LineSavedForLater.type: 1,
+    d.LineMovedToCart.type: 1,
+    d.CartClaimed.type: 1,
 }
 EVENT_CLASSES: dict[str, type[d.Event]] = {
     cls.type: cls
@@ -36,11 +40,15 @@ EVENT_CLASSES: dict[str, type[d.Event]] = {
         d.CheckedOut,
         d.CartExpired,
         d.CartMerged,
+        d.LinePriceChanged,
+        d.LineSavedForLater,
+        d.LineMovedToCart,
+        d.CartClaimed,
     )
 }
 
-# Schema of the cart state as stored in snapshots and cache entries.
-STATE_SCHEMA = 1
+# Schema of the cart state as stored in snapshots and cache entries (2: saved lines).
+STATE_SCHEMA = 2
 
 
 class CodecError(ValueError):
@@ -89,6 +97,22 @@ def encode_event(event: d.Event) -> tuple[str, int, dict[str, Any]]:
         data = {"code": event.code, "kind": event.kind, "value": str(event.value)}
     elif isinstance(event, d.CartMerged):
         data = {"into_cart_id": event.into_cart_id}
+    elif isinstance(event, d.LinePriceChanged):
+        data = {
+            "line_id": event.line_id,
+            "unit_price": str(event.unit_price),
+            "old_price": str(event.old_price),
+        }
+    elif isinstance(event, d.LineSavedForLater):
+        data = {"line_id": event.line_id}
+    elif isinstance(event, d.LineMovedToCart):
+        data = {
+            "line_id": event.line_id,
+            "merge_into": event.merge_into,
+            "quantity": event.quantity,
+        }
+    elif isinstance(event, d.CartClaimed):
+        data = {"owner_id": event.owner_id}
     elif isinstance(event, (d.DiscountRemoved, d.CheckedOut, d.CartExpired)):
         data = {}
     else:
@@ -134,6 +158,22 @@ def decode_event(event_type: str, schema: int, data: dict[str, Any], at: datetim
             return d.DiscountApplied(at, data["code"], data["kind"], Decimal(data["value"]))
         if event_type == d.CartMerged.type:
             return d.CartMerged(at, data["into_cart_id"])
+        if event_type == d.LinePriceChanged.type:
+            return d.LinePriceChanged(
+                at, int(data["line_id"]), Decimal(data["unit_price"]), Decimal(data["old_price"])
+            )
+        if event_type == d.LineSavedForLater.type:
+            return d.LineSavedForLater(at, int(data["line_id"]))
+        if event_type == d.LineMovedToCart.type:
+            merge_into = data["merge_into"]
+            return d.LineMovedToCart(
+                at,
+                int(data["line_id"]),
+                None if merge_into is None else int(merge_into),
+                int(data["quantity"]),
+            )
+        if event_type == d.CartClaimed.type:
+            return d.CartClaimed(at, int(data["owner_id"]))
         return EVENT_CLASSES[event_type](at)
     except CodecError:
         raise
@@ -142,6 +182,28 @@ def decode_event(event_type: str, schema: int, data: dict[str, Any], at: datetim
 
 
 # ---------------------------------------------------------------- state
+
+
+def _lines_out(lines: tuple[d.Line, ...]) -> list[list[Any]]:
+    return [
+        [line.id, line.sku, line.name, line.options, line.quantity, str(line.unit_price)]
+        for line in lines
+    ]
+
+
+def _lines_in(rows: list[list[Any]]) -> tuple[d.Line, ...]:
+    return tuple(
+        d.Line(lid, sku, name, tuple(tuple(pair) for pair in opts), qty, Decimal(price))
+        for lid, sku, name, opts, qty, price in rows
+    )
+
+
+def _state_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # v1 had no saved-for-later lines.
+    return {**data, "s": 2, "sv": []}
+
+
+STATE_UPCASTERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _state_v1_to_v2}
 
 
 def state_to_dict(cart: d.Cart) -> dict[str, Any]:
@@ -155,10 +217,8 @@ def state_to_dict(cart: d.Cart) -> dict[str, Any]:
         "cu": cart.currency,
         "o": cart.owner_id,
         "n": cart.next_line_id,
-        "l": [
-            [line.id, line.sku, line.name, line.options, line.quantity, str(line.unit_price)]
-            for line in cart.lines
-        ],
+        "l": _lines_out(cart.lines),
+        "sv": _lines_out(cart.saved),
         "dc": [discount.code, discount.kind, str(discount.value)] if discount else None,
         "ca": _ts(cart.created_at),
         "ua": _ts(cart.updated_at),
@@ -167,9 +227,20 @@ def state_to_dict(cart: d.Cart) -> dict[str, Any]:
 
 
 def state_from_dict(data: dict[str, Any]) -> d.Cart:
-    if type(data.get("s")) is not int or data["s"] != STATE_SCHEMA:
-        raise CodecError(f"state schema {data.get('s')!r} is not {STATE_SCHEMA}")
+    schema = data.get("s")
+    if (
+        type(schema) is not int
+        or schema > STATE_SCHEMA
+        or schema
+        not in (
+            STATE_SCHEMA,
+            *STATE_UPCASTERS,
+        )
+    ):
+        raise CodecError(f"state schema {schema!r} is not {STATE_SCHEMA}")
     try:
+        while data["s"] < STATE_SCHEMA:
+            data = STATE_UPCASTERS[data["s"]](data)
         discount = data["dc"]
         return d.Cart(
             id=data["id"],
@@ -177,10 +248,8 @@ def state_from_dict(data: dict[str, Any]) -> d.Cart:
             status=data["st"],
             currency=data["cu"],
             owner_id=data["o"],
-            lines=tuple(
-                d.Line(lid, sku, name, tuple(tuple(pair) for pair in opts), qty, Decimal(price))
-                for lid, sku, name, opts, qty, price in data["l"]
-            ),
+            lines=_lines_in(data["l"]),
+            saved=_lines_in(data["sv"]),
             discount=d.Discount(discount[0], discount[1], Decimal(discount[2]))
             if discount
             else None,

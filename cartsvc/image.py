@@ -289,6 +289,22 @@ class _Locks:
         self.held = []
 
 
+def _replay(idem: store.Idempotency | None, first: str) -> dict[str, d.Cart] | None:
+    """The recorded answer of an Idempotency-Key already used, or None."""
+    if idem is None:
+        return None
+    found = store.find_idempotent(idem)
+    if found is None:
+        return None
+    fingerprint, state = found
+    if fingerprint != idem.fingerprint:
+        raise d.IdempotencyKeyReused(
+            "this Idempotency-Key was used with another request", field="Idempotency-Key"
+        )
+    metrics.inc("idempotent_replays")
+    return {first: state}
+
+
 def execute(
     cart_ids: list[str],
     decide: Decider,
@@ -296,13 +312,29 @@ def execute(
     create: bool = False,
     expected_version: int | None = None,
     command_id: str | None = None,
+    idempotency: store.Idempotency | None = None,
+    within: Callable[[dict[str, d.Cart]], None] | None = None,
 ) -> dict[str, d.Cart]:
-    """Run one command over one or more carts; returns each cart's state afterwards."""
+    """Run one command over one or more carts; returns each cart's state afterwards.
+
+    `idempotency` makes a retry return the first answer (checked before and again under the
+    lock; recorded in the command's transaction). `within(states)` runs inside the commit's
+    transaction (a stock reservation) and may raise a DomainError to abort it.
+    """
+    replayed = _replay(idempotency, cart_ids[0])
+    if replayed is not None:
+        return replayed
     for attempt in range(conf.WRITE_RETRIES):
         locks = _Locks(_token())
         locks.take(cart_ids)
         try:
-            result = _attempt(cart_ids, decide, locks, create, expected_version, command_id)
+            replayed = _replay(idempotency, cart_ids[0])
+            if replayed is not None:
+                locks.settle("keep")
+                return replayed
+            result = _attempt(
+                cart_ids, decide, locks, create, expected_version, command_id, idempotency, within
+            )
         except store.Conflict:
             locks.settle("drop")
             metrics.inc("write_conflicts")
@@ -337,6 +369,8 @@ def _attempt(
     create: bool,
     expected_version: int | None,
     command_id: str | None,
+    idempotency: store.Idempotency | None,
+    within: Callable[[dict[str, d.Cart]], None] | None,
 ) -> tuple[dict[str, d.Cart], bool]:
     now = timezone.now()
     befores: dict[str, d.Cart | None] = {}
@@ -373,11 +407,20 @@ def _attempt(
     _hook("before_commit", cart_ids=cart_ids, states=states)
     if create:
         try:
-            store.create(changes[0], command_id, locks.dirty, now)
+            store.create(changes[0], command_id, locks.dirty, now, idempotency)
         except IntegrityError as exc:
+            if idempotency is not None and store.find_idempotent(idempotency):
+                raise store.Conflict("idempotency key recorded meanwhile") from exc
             raise d.InvalidInput("a cart with this id exists", field="id") from exc
     else:
-        store.commit(changes, command_id, locks.dirty, now)
+        store.commit(
+            changes,
+            command_id,
+            locks.dirty,
+            now,
+            idempotency,
+            (lambda: within(states)) if within is not None else None,
+        )
     return states, True
 
 
@@ -399,6 +442,8 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
             *args: Any,
             expected_version: int | None = None,
             command_id: str | None = None,
+            idempotency: store.Idempotency | None = None,
+            within: Callable[[dict[str, d.Cart]], None] | None = None,
             **kwargs: Any,
         ) -> Any:
             key = cart_key(cart_id)
@@ -413,6 +458,8 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
                 create=create,
                 expected_version=expected_version,
                 command_id=command_id,
+                idempotency=idempotency,
+                within=within,
             )
             return states[key]
 

@@ -39,6 +39,7 @@ class CartLine(models.Model):
     options = models.JSONField(default=list)
     quantity = models.PositiveIntegerField()
     unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+    saved = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
@@ -94,3 +95,22 @@ class CartCacheDirty(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cart_id} dirty since {self.marked_at}"
+
+
+class IdempotencyKey(models.Model):
+    """A mutation's Idempotency-Key, written in the same transaction as its events."""
+
+    scope = models.CharField(max_length=80)  # the cart id, or who opened a cart
+    key = models.CharField(max_length=128)
+    fingerprint = models.CharField(max_length=64)
+    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="+")
+    state = models.JSONField()  # the cart state the first request was answered with
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotencykey_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

@@ -1,11 +1,20 @@
-"""The public API of the cart: every caller (views, admin, tasks, commands) comes here."""
+"""The public API of the cart: every caller (views, admin, tasks, commands) comes here.
+
+Mutations take `as_user`: the id of the logged-in user (or None for an anonymous visitor)
+whose request this is. A cart owned by a user is invisible to everyone else (NotFound, not
+Forbidden); an anonymous cart's id is its bearer capability. Internal callers (tasks,
+commands, the admin) leave `as_user` out.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from decimal import Decimal
 from typing import Any
 
+import orjson
+from django.db import transaction
 from django.utils import timezone
 
 from cartsvc import domain as d
@@ -14,21 +23,30 @@ from cartsvc.catalog import catalog
 from cartsvc.conf import conf
 from cartsvc.domain import Cart, DomainError
 from cartsvc.image import cart_key, safe_process_action
+from cartsvc.store import Idempotency
 
 __all__ = [
+    "ANYONE",
     "Cart",
     "DomainError",
+    "Idempotency",
     "add_line",
     "apply_discount",
     "cart_at",
+    "cart_for_user",
     "checkout",
     "expire_cart",
     "get_cart",
     "history",
+    "idempotency",
     "merge_carts",
+    "merge_on_login",
+    "move_to_cart",
     "open_cart",
+    "refresh_prices",
     "remove_discount",
     "remove_line",
+    "save_for_later",
     "set_quantity",
 ]
 
@@ -37,8 +55,24 @@ MAX_OPTIONS = 10
 MAX_OPTION_LENGTH = 64
 
 
+class _Anyone:
+    def __repr__(self) -> str:
+        return "ANYONE"
+
+
+ANYONE: Any = _Anyone()
+
+
 def limits() -> d.Limits:
     return d.Limits(max_line_quantity=conf.MAX_LINE_QUANTITY, max_lines=conf.MAX_LINES)
+
+
+def idempotency(scope: str, key: str, request: Any) -> Idempotency:
+    """An Idempotency-Key for `request` (any JSON-able description of it) within `scope`."""
+    if not isinstance(key, str) or not 1 <= len(key) <= 128 or not key.isprintable():
+        raise d.InvalidInput("Idempotency-Key must be 1 to 128 printable characters", field="key")
+    body = orjson.dumps(request, option=orjson.OPT_SORT_KEYS, default=str)
+    return Idempotency(scope, key, hashlib.sha256(body).hexdigest())
 
 
 # ---------------------------------------------------------------- input checks
@@ -75,11 +109,19 @@ def _check_options(options: Any) -> d.Options:
     return d.canonical_options(options)
 
 
+def _visible(cart: Cart | None, as_user: Any) -> None:
+    if as_user is ANYONE or cart is None:
+        return
+    if cart.owner_id is not None and cart.owner_id != as_user:
+        raise d.NotFound("cart not found")
+
+
 # ---------------------------------------------------------------- the door, once for all
 
 
 @safe_process_action
-def _run(cart: Cart | None, command: d.Command) -> list[d.Event]:
+def _run(cart: Cart | None, command: d.Command, as_user: Any = ANYONE) -> list[d.Event]:
+    _visible(cart, as_user)
     return d.decide(cart, command, limits())
 
 
@@ -87,9 +129,14 @@ _create = safe_process_action(create=True)(_run.__wrapped__)
 
 
 @safe_process_action(read=True)
-def get_cart(cart: Cart) -> Cart:
-    """The cart's current state (0 SQL queries when it is in memory)."""
+def _read(cart: Cart, as_user: Any = ANYONE) -> Cart:
+    _visible(cart, as_user)
     return cart
+
+
+def get_cart(cart_id: Any, *, as_user: Any = ANYONE) -> Cart:
+    """The cart's current state (0 SQL queries when it is in memory)."""
+    return _read(cart_id, as_user)
 
 
 def open_cart(
@@ -97,11 +144,15 @@ def open_cart(
     *,
     owner_id: int | None = None,
     currency: str | None = None,
-    command_id: str | None = None,
+    idempotency: Idempotency | None = None,
 ) -> Cart:
     key = cart_key(cart_id) if cart_id is not None else str(uuid.uuid4())
     command = d.OpenCart(timezone.now(), key, owner_id, currency or conf.CURRENCY)
-    return _create(key, command, command_id=command_id)
+    return _create(key, command, idempotency=idempotency)
+
+
+def _mutate(cart_id: Any, command: d.Command, as_user: Any, **door: Any) -> Cart:
+    return _run(cart_key(cart_id), command, as_user, **door)
 
 
 def add_line(
@@ -110,9 +161,11 @@ def add_line(
     quantity: int = 1,
     options: dict[str, str] | None = None,
     *,
-    expected_version: int | None = None,
-    command_id: str | None = None,
+    as_user: Any = ANYONE,
+    **door: Any,
 ) -> Cart:
+    """Add `quantity` of a product; the same sku and options merge into one line.
+    `door` is what the door takes: expected_version, command_id, idempotency."""
     key = cart_key(cart_id)
     _check_sku(sku)
     _check_int(quantity, "quantity")
@@ -120,51 +173,43 @@ def add_line(
     product = catalog().product(sku)
     if product is None:
         raise d.UnknownSku(f"unknown sku {sku!r}", field="sku")
-    command = d.AddLine(timezone.now(), product, quantity, canonical)
-    return _run(key, command, expected_version=expected_version, command_id=command_id)
+    return _mutate(key, d.AddLine(timezone.now(), product, quantity, canonical), as_user, **door)
 
 
 def set_quantity(
-    cart_id: Any,
-    line_id: int,
-    quantity: int,
-    *,
-    expected_version: int | None = None,
-    command_id: str | None = None,
+    cart_id: Any, line_id: int, quantity: int, *, as_user: Any = ANYONE, **door: Any
 ) -> Cart:
+    """Set a line's quantity; 0 removes it. More than the stock is refused."""
     key = cart_key(cart_id)
     _check_int(line_id, "line_id")
     _check_int(quantity, "quantity")
-    current = get_cart(key)
-    line = current.line(line_id)
+    line = get_cart(key, as_user=as_user).line(line_id)
     stock = None
     if line is not None and quantity > 0:
         product = catalog().product(line.sku)
-        stock = product.stock if product else 0
-    command = d.SetQuantity(timezone.now(), line_id, quantity, stock)
-    return _run(key, command, expected_version=expected_version, command_id=command_id)
+        stock = product.stock if product and product.active else 0
+    return _mutate(key, d.SetQuantity(timezone.now(), line_id, quantity, stock), as_user, **door)
 
 
-def remove_line(
-    cart_id: Any,
-    line_id: int,
-    *,
-    expected_version: int | None = None,
-    command_id: str | None = None,
-) -> Cart:
-    key = cart_key(cart_id)
+def remove_line(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door: Any) -> Cart:
+    """Remove a line, or a saved-for-later item."""
     _check_int(line_id, "line_id")
-    command = d.RemoveLine(timezone.now(), line_id)
-    return _run(key, command, expected_version=expected_version, command_id=command_id)
+    return _mutate(cart_id, d.RemoveLine(timezone.now(), line_id), as_user, **door)
 
 
-def apply_discount(
-    cart_id: Any,
-    code: str,
-    *,
-    expected_version: int | None = None,
-    command_id: str | None = None,
-) -> Cart:
+def save_for_later(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door: Any) -> Cart:
+    """Move a line out of the cart's totals into its saved-for-later list."""
+    _check_int(line_id, "line_id")
+    return _mutate(cart_id, d.SaveForLater(timezone.now(), line_id), as_user, **door)
+
+
+def move_to_cart(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door: Any) -> Cart:
+    """Bring a saved item back (merging with a line of the same sku and options)."""
+    _check_int(line_id, "line_id")
+    return _mutate(cart_id, d.MoveToCart(timezone.now(), line_id), as_user, **door)
+
+
+def apply_discount(cart_id: Any, code: str, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     key = cart_key(cart_id)
     if not isinstance(code, str) or not code.strip() or len(code) > 64:
         raise d.InvalidInput("code must be a non-empty string", field="code")
@@ -174,33 +219,55 @@ def apply_discount(
     command = d.ApplyDiscount(
         timezone.now(), found.code, found.kind, Decimal(found.value), Decimal(found.min_subtotal)
     )
-    return _run(key, command, expected_version=expected_version, command_id=command_id)
+    return _mutate(key, command, as_user, **door)
 
 
-def remove_discount(
-    cart_id: Any, *, expected_version: int | None = None, command_id: str | None = None
-) -> Cart:
-    command = d.RemoveDiscount(timezone.now())
-    return _run(
-        cart_key(cart_id), command, expected_version=expected_version, command_id=command_id
-    )
+def remove_discount(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
+    return _mutate(cart_id, d.RemoveDiscount(timezone.now()), as_user, **door)
 
 
-def checkout(
-    cart_id: Any, *, expected_version: int | None = None, command_id: str | None = None
-) -> Cart:
-    command = d.Checkout(timezone.now())
-    return _run(
-        cart_key(cart_id), command, expected_version=expected_version, command_id=command_id
-    )
+def refresh_prices(cart_id: Any, *, as_user: Any = ANYONE) -> tuple[Cart, list[d.Event]]:
+    """Bring lines to the catalog's current prices. Returns the cart and the price changes
+    made (empty when none), for a notice. One catalog query; writes only on a change."""
+    key = cart_key(cart_id)
+    cart = get_cart(key, as_user=as_user)
+    skus = sorted({line.sku for line in (*cart.lines, *cart.saved)})
+    if not skus or cart.status != d.OPEN:
+        return cart, []
+    prices = {sku: p.price for sku, p in catalog().products(skus).items()}
+    command = d.Reprice(timezone.now(), prices)
+    changes = d.decide(cart, command)
+    if not changes:
+        return cart, []
+    return _mutate(key, command, as_user), changes
+
+
+def checkout(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
+    """Freeze the cart. Prices and stock are re-checked against the catalog; lines take the
+    current price; stock is taken in the same transaction as the checkout, all or nothing."""
+    key = cart_key(cart_id)
+    cart = get_cart(key, as_user=as_user)
+    products = catalog().products(sorted({line.sku for line in cart.lines}))
+
+    def take_stock(states: dict[str, Cart]) -> None:
+        wanted: dict[str, int] = {}
+        for line in states[key].lines:
+            wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+        short = catalog().reserve(wanted)
+        if short:
+            raise d.InsufficientStock(
+                f"not enough stock left for {', '.join(short)}", field="quantity"
+            )
+
+    return _mutate(key, d.Checkout(timezone.now(), products), as_user, within=take_stock, **door)
 
 
 def expire_cart(cart_id: Any) -> Cart:
     """Mark an abandoned cart expired (idempotent: a cart no longer open is left alone)."""
-    return _run(cart_key(cart_id), d.Expire(timezone.now()))
+    return _mutate(cart_id, d.Expire(timezone.now()), ANYONE)
 
 
-def merge_carts(source_id: Any, target_id: Any, *, command_id: str | None = None) -> Cart:
+def merge_carts(source_id: Any, target_id: Any, *, idempotency: Idempotency | None = None) -> Cart:
     """Move the source cart's lines into the target (quantities add, limits hold) and mark
     the source `merged`, in one transaction. Returns the target."""
     source, target = cart_key(source_id), cart_key(target_id)
@@ -218,13 +285,48 @@ def merge_carts(source_id: Any, target_id: Any, *, command_id: str | None = None
             source: d.decide(src, d.MarkMerged(at, target), limits()),
         }
 
-    return image.execute([source, target], decide, command_id=command_id)[target]
+    return image.execute([target, source], decide, idempotency=idempotency)[target]
 
 
-def history(cart_id: Any, after: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+def cart_for_user(user_id: int) -> Cart | None:
+    """The user's open cart, if they have one."""
+    found = store.find_open_cart(user_id)
+    return get_cart(found) if found else None
+
+
+def merge_on_login(session_cart_id: Any, user_id: int) -> Cart | None:
+    """What happens to a visitor's cart when they log in: it merges into their open cart
+    (quantities add, limits hold; the visitor's cart becomes `merged`), or, if they have none,
+    it becomes theirs. Logins of one user are serialized, so two racing logins merge once.
+    A cart that is not open (checked out, say) is never merged. Returns the user's cart."""
+    from django.contrib.auth import get_user_model
+
+    user_model = get_user_model()
+    with transaction.atomic():
+        # The user's row is the lock that serializes this user's logins.
+        user_model.objects.select_for_update().filter(pk=user_id).first()
+        mine = store.find_open_cart(user_id)
+        if session_cart_id is None:
+            return get_cart(mine) if mine else None
+        try:
+            visitor = get_cart(session_cart_id)
+        except d.NotFound:
+            return get_cart(mine) if mine else None
+        if visitor.id == mine or visitor.owner_id not in (None, user_id):
+            return get_cart(mine) if mine else None
+        if visitor.status != d.OPEN:
+            return get_cart(mine) if mine else None
+        if mine is None:
+            return _mutate(visitor.id, d.Claim(timezone.now(), user_id), ANYONE)
+        return merge_carts(visitor.id, mine)
+
+
+def history(
+    cart_id: Any, after: int = 0, limit: int = 50, *, as_user: Any = ANYONE
+) -> list[dict[str, Any]]:
     """The cart's events, oldest first, after version `after`."""
     key = cart_key(cart_id)
-    get_cart(key)  # 404 for unknown carts
+    get_cart(key, as_user=as_user)  # 404 for unknown or foreign carts
     return store.history(key, after=after, limit=limit)
 
 

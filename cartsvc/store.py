@@ -10,6 +10,7 @@ round trip, its own transaction. Elsewhere it runs as a few statements inside on
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,9 +29,25 @@ from cartsvc.events import (
     state_from_dict,
     state_to_dict,
 )
-from cartsvc.models import Cart, CartCacheDirty, CartEvent, CartLine, CartSnapshot
+from cartsvc.models import (
+    Cart,
+    CartCacheDirty,
+    CartEvent,
+    CartLine,
+    CartSnapshot,
+    IdempotencyKey,
+)
 
 log = logging.getLogger("cartsvc.store")
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An Idempotency-Key: where it applies, the key, and a hash of the request."""
+
+    scope: str
+    key: str
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -75,19 +92,23 @@ def load_from_rows(cart_id: str) -> d.Cart | None:
     (status, currency, owner_id, version, next_line_id, dcode, dkind, dvalue, merged, ca, ua) = (
         header
     )
-    lines = tuple(
-        d.Line(line_id, sku, name, _options(opts), qty, price)
-        for line_id, sku, name, opts, qty, price in CartLine.objects.filter(cart_id=cart_id)
+    lines, saved = [], []
+    for line_id, sku, name, opts, qty, price, is_saved in (
+        CartLine.objects.filter(cart_id=cart_id)
         .order_by("line_id")
-        .values_list("line_id", "sku", "name", "options", "quantity", "unit_price")
-    )
+        .values_list("line_id", "sku", "name", "options", "quantity", "unit_price", "saved")
+    ):
+        (saved if is_saved else lines).append(
+            d.Line(line_id, sku, name, _options(opts), qty, price)
+        )
     return d.Cart(
         id=str(cart_id),
         version=version,
         status=status,
         currency=currency,
         owner_id=owner_id,
-        lines=lines,
+        lines=tuple(lines),
+        saved=tuple(saved),
         discount=d.Discount(dcode, dkind, dvalue) if dcode else None,
         next_line_id=next_line_id,
         created_at=ca,
@@ -119,10 +140,8 @@ def load_from_events(cart_id: str, up_to: int | None = None) -> d.Cart | None:
     snapshot = snapshots.order_by("-version").values_list("version", "schema", "state").first()
     cart: d.Cart | None = None
     if snapshot is not None:
-        version, schema, state = snapshot
+        version, _schema, state = snapshot
         try:
-            if schema != STATE_SCHEMA:
-                raise CodecError(f"snapshot schema {schema}")
             cart = state_from_dict(state)
         except CodecError as exc:
             log.warning(
@@ -160,14 +179,27 @@ def history(cart_id: str, after: int = 0, limit: int = 50) -> list[dict[str, Any
     ]
 
 
-def find_command(cart_id: str, command_id: str) -> int | None:
-    """Version of the last event a command produced, if it was applied already."""
-    return (
-        CartEvent.objects.filter(cart_id=cart_id, command_id=command_id)
-        .order_by("-version")
-        .values_list("version", flat=True)
+def find_idempotent(idem: Idempotency) -> tuple[str, d.Cart] | None:
+    """The answer recorded for this key: (fingerprint, cart state), or None."""
+    row = (
+        IdempotencyKey.objects.filter(scope=idem.scope, key=idem.key)
+        .values_list("fingerprint", "state")
         .first()
     )
+    if row is None:
+        return None
+    return row[0], state_from_dict(row[1])
+
+
+def find_open_cart(owner_id: int) -> str | None:
+    """The user's most recently active open cart."""
+    found = (
+        Cart.objects.filter(owner_id=owner_id, status=d.OPEN)
+        .order_by("-last_activity_at")
+        .values_list("id", flat=True)
+        .first()
+    )
+    return str(found) if found else None
 
 
 # ---------------------------------------------------------------- dirty list
@@ -192,6 +224,7 @@ def _header_values(after: d.Cart, activity_at: datetime) -> dict[str, Any]:
     return {
         "version": after.version,
         "status": after.status,
+        "owner_id": after.owner_id,
         "next_line_id": after.next_line_id,
         "discount_code": discount.code if discount else "",
         "discount_kind": discount.kind if discount else "",
@@ -202,13 +235,21 @@ def _header_values(after: d.Cart, activity_at: datetime) -> dict[str, Any]:
     }
 
 
-def _line_diff(
-    before: d.Cart | None, after: d.Cart
-) -> tuple[list[d.Line], list[d.Line], list[int]]:
-    old = {line.id: line for line in before.lines} if before else {}
-    new = {line.id: line for line in after.lines}
-    inserted = [line for lid, line in new.items() if lid not in old]
-    updated = [line for lid, line in new.items() if lid in old and old[lid] != line]
+Row = tuple[d.Line, bool]  # a line and whether it is saved for later
+
+
+def _rows(cart: d.Cart | None) -> dict[int, Row]:
+    if cart is None:
+        return {}
+    rows = {line.id: (line, False) for line in cart.lines}
+    rows.update((line.id, (line, True)) for line in cart.saved)
+    return rows
+
+
+def _line_diff(before: d.Cart | None, after: d.Cart) -> tuple[list[Row], list[Row], list[int]]:
+    old, new = _rows(before), _rows(after)
+    inserted = [row for lid, row in new.items() if lid not in old]
+    updated = [row for lid, row in new.items() if lid in old and old[lid] != row]
     deleted = [lid for lid in old if lid not in new]
     return inserted, updated, deleted
 
@@ -229,53 +270,73 @@ def _event_values(
     return values
 
 
-def create(change: Change, command_id: str | None, dirty: bool, now: datetime) -> None:
-    """Insert a new cart; IntegrityError if the id exists."""
+def create(
+    change: Change, command_id: str | None, dirty: bool, now: datetime, idem: Idempotency | None
+) -> None:
+    """Insert a new cart; IntegrityError if the id (or the idempotency key) exists."""
     after = change.after
     with transaction.atomic():
         Cart.objects.create(
             id=after.id,
-            owner_id=after.owner_id,
             currency=after.currency,
             created_at=after.created_at,
             **_header_values(after, now),
         )
-        _write_generic_children(change, command_id, dirty, now)
+        _write_generic_children(change, command_id, dirty, now, idem)
 
 
-def commit(changes: list[Change], command_id: str | None, dirty: bool, now: datetime) -> None:
-    """Apply every change or none; raise Conflict if any cart moved on."""
-    if len(changes) == 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
-        if not _commit_postgres(changes[0], command_id, dirty, now):
-            raise Conflict(changes[0].after.id)
-        return
+def commit(
+    changes: list[Change],
+    command_id: str | None,
+    dirty: bool,
+    now: datetime,
+    idem: Idempotency | None = None,
+    within: Callable[[], None] | None = None,
+) -> None:
+    """Apply every change or none; raise Conflict if any cart moved on. `within` runs in the
+    same transaction first (a stock reservation); the idempotency key goes with the first
+    cart's change."""
     try:
+        if (
+            len(changes) == 1
+            and within is None
+            and connection.vendor == "postgresql"
+            and not connection.in_atomic_block
+        ):
+            if not _commit_postgres(changes[0], command_id, dirty, now, idem):
+                raise Conflict(changes[0].after.id)
+            return
         with transaction.atomic():
-            for change in changes:
+            if within is not None:
+                within()
+            for n, change in enumerate(changes):
+                key = idem if n == 0 else None
                 if connection.vendor == "postgresql":
-                    ok = _commit_postgres(change, command_id, dirty, now)
+                    ok = _commit_postgres(change, command_id, dirty, now, key)
                 else:
-                    ok = _commit_generic(change, command_id, dirty, now)
+                    ok = _commit_generic(change, command_id, dirty, now, key)
                 if not ok:
                     raise Conflict(change.after.id)
     except IntegrityError as exc:
-        # Only a concurrent lockless writer can collide on (cart, version).
+        # A concurrent lockless writer on (cart, version), or a duplicate idempotency key.
         raise Conflict(str(exc)) from exc
 
 
-def _commit_generic(change: Change, command_id: str | None, dirty: bool, now: datetime) -> bool:
+def _commit_generic(
+    change: Change, command_id: str | None, dirty: bool, now: datetime, idem: Idempotency | None
+) -> bool:
     assert change.before is not None
     updated = Cart.objects.filter(id=change.after.id, version=change.before.version).update(
         **_header_values(change.after, now)
     )
     if not updated:
         return False
-    _write_generic_children(change, command_id, dirty, now)
+    _write_generic_children(change, command_id, dirty, now, idem)
     return True
 
 
 def _write_generic_children(
-    change: Change, command_id: str | None, dirty: bool, now: datetime
+    change: Change, command_id: str | None, dirty: bool, now: datetime, idem: Idempotency | None
 ) -> None:
     cart_id = change.after.id
     CartEvent.objects.bulk_create(
@@ -301,12 +362,13 @@ def _write_generic_children(
                 options=[list(p) for p in line.options],
                 quantity=line.quantity,
                 unit_price=line.unit_price,
+                saved=saved,
             )
-            for line in inserted
+            for line, saved in inserted
         )
-    for line in updated:
+    for line, saved in updated:
         CartLine.objects.filter(cart_id=cart_id, line_id=line.id).update(
-            quantity=line.quantity, unit_price=line.unit_price
+            quantity=line.quantity, unit_price=line.unit_price, saved=saved
         )
     if deleted:
         CartLine.objects.filter(cart_id=cart_id, line_id__in=deleted).delete()
@@ -320,6 +382,15 @@ def _write_generic_children(
         )
     if dirty:
         CartCacheDirty.objects.update_or_create(cart_id=cart_id, defaults={"marked_at": now})
+    if idem is not None:
+        IdempotencyKey.objects.create(
+            scope=idem.scope,
+            key=idem.key,
+            fingerprint=idem.fingerprint,
+            cart_id=cart_id,
+            state=state_to_dict(change.after),
+            created_at=now,
+        )
 
 
 def _json(value: Any) -> str:
@@ -334,13 +405,16 @@ def _values(rows: list[tuple], casts: tuple[str, ...], params: list[Any]) -> str
     return ", ".join([one] * len(rows))
 
 
-def _commit_postgres(change: Change, command_id: str | None, dirty: bool, now: datetime) -> bool:
+def _commit_postgres(
+    change: Change, command_id: str | None, dirty: bool, now: datetime, idem: Idempotency | None
+) -> bool:
     assert change.before is not None
     after = change.after
     header = _header_values(after, now)
     params: list[Any] = [
         header["version"],
         header["status"],
+        header["owner_id"],
         header["next_line_id"],
         header["discount_code"],
         header["discount_kind"],
@@ -352,7 +426,8 @@ def _commit_postgres(change: Change, command_id: str | None, dirty: bool, now: d
         change.before.version,
     ]
     parts = [
-        "WITH h AS (UPDATE cartsvc_cart SET version = %s, status = %s, next_line_id = %s,"
+        "WITH h AS (UPDATE cartsvc_cart SET version = %s, status = %s, owner_id = %s,"
+        " next_line_id = %s,"
         " discount_code = %s, discount_kind = %s, discount_value = %s, merged_into = %s,"
         " updated_at = %s, last_activity_at = %s WHERE id = %s AND version = %s RETURNING id)"
     ]
@@ -377,23 +452,23 @@ def _commit_postgres(change: Change, command_id: str | None, dirty: bool, now: d
                 _json([list(p) for p in line.options]),
                 line.quantity,
                 line.unit_price,
+                saved,
             )
-            for line in inserted
+            for line, saved in inserted
         ]
+        casts = ("int", "varchar", "varchar", "jsonb", "int", "numeric", "boolean")
         parts.append(
             ", ins AS (INSERT INTO cartsvc_cartline"
-            " (cart_id, line_id, sku, name, options, quantity, unit_price)"
-            " SELECT h.id, x.* FROM h, (VALUES "
-            + _values(rows, ("int", "varchar", "varchar", "jsonb", "int", "numeric"), params)
-            + ") AS x)"
+            " (cart_id, line_id, sku, name, options, quantity, unit_price, saved)"
+            " SELECT h.id, x.* FROM h, (VALUES " + _values(rows, casts, params) + ") AS x)"
         )
     if updated:
-        rows = [(line.id, line.quantity, line.unit_price) for line in updated]
+        rows = [(line.id, line.quantity, line.unit_price, saved) for line, saved in updated]
         parts.append(
-            ", upd AS (UPDATE cartsvc_cartline l SET quantity = x.q, unit_price = x.p"
-            " FROM h, (VALUES "
-            + _values(rows, ("int", "int", "numeric"), params)
-            + ") AS x(lid, q, p) WHERE l.cart_id = h.id AND l.line_id = x.lid)"
+            ", upd AS (UPDATE cartsvc_cartline l SET quantity = x.q, unit_price = x.p,"
+            " saved = x.s FROM h, (VALUES "
+            + _values(rows, ("int", "int", "numeric", "boolean"), params)
+            + ") AS x(lid, q, p, s) WHERE l.cart_id = h.id AND l.line_id = x.lid)"
         )
     if deleted:
         parts.append(
@@ -414,6 +489,12 @@ def _commit_postgres(change: Change, command_id: str | None, dirty: bool, now: d
             " SET marked_at = EXCLUDED.marked_at)"
         )
         params.append(now)
+    if idem is not None:
+        parts.append(
+            ", idem AS (INSERT INTO cartsvc_idempotencykey (scope, key, fingerprint, cart_id,"
+            " state, created_at) SELECT %s, %s, %s, h.id, %s::jsonb, %s FROM h)"
+        )
+        params.extend([idem.scope, idem.key, idem.fingerprint, _json(state_to_dict(after)), now])
     parts.append(" SELECT count(*) FROM h")
     with connection.cursor() as cursor:
         cursor.execute("".join(parts), params)
@@ -426,7 +507,7 @@ def lines_of(cart_id: str) -> list[dict[str, Any]]:
     return list(
         CartLine.objects.filter(cart_id=cart_id)
         .order_by("line_id")
-        .values("line_id", "sku", "name", "options", "quantity", "unit_price")
+        .values("line_id", "sku", "name", "options", "quantity", "unit_price", "saved")
     )
 
 

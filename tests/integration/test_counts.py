@@ -58,7 +58,7 @@ def test_command_on_a_warm_cart_is_one_transaction_and_two_round_trips(warm_cart
         lambda c: service.set_quantity(c.id, c.lines[0].id, 5),
         lambda c: service.remove_line(c.id, c.lines[0].id),
         lambda c: service.add_line(c.id, "SKU-4", 1),
-        lambda c: service.checkout(c.id),
+        lambda c: service.save_for_later(c.id, c.lines[0].id),
     ],
 )
 def test_every_command_is_one_write_statement_and_at_most_three_round_trips(warm_cart, command):
@@ -82,3 +82,17 @@ def test_cold_read_is_at_most_two_queries_whatever_the_history(
     with CaptureQueriesContext(connection) as queries:
         assert service.get_cart(cart.id) == cart
     assert len(queries) <= 2
+
+
+def test_checkout_takes_stock_and_commits_in_one_transaction(warm_cart):
+    with CaptureQueriesContext(connection) as queries, count_round_trips() as trips:
+        cart = service.checkout(warm_cart.id)
+    assert cart.status == "checked_out"
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert sql.count("BEGIN") == 1 and sql.count("COMMIT") == 1
+    begin, commit = sql.index("BEGIN"), sql.index("COMMIT")
+    inside = sql[begin:commit]
+    assert sum(s.startswith('UPDATE "carts_product"') for s in inside) == 3
+    assert sum(s.startswith("WITH h AS (UPDATE cartsvc_cart") for s in inside) == 1
+    assert not writes(queries.captured_queries[:begin] + queries.captured_queries[commit + 1 :])
+    assert trips.count <= 3

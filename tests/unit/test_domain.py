@@ -589,6 +589,7 @@ ERROR_CODES = {
     d.InsufficientStock: ("insufficient_stock", 422),
     d.QuantityLimit: ("quantity_limit", 422),
     d.InvalidDiscount: ("invalid_discount", 422),
+    d.IdempotencyKeyReused: ("idempotency_key_reused", 422),
 }
 
 

@@ -38,6 +38,11 @@ EVENTS = [
     d.CheckedOut(AT),
     d.CartExpired(AT),
     d.CartMerged(AT, "cart-3"),
+    d.LinePriceChanged(AT, 2, Decimal("12.50"), Decimal("10.00")),
+    d.LineSavedForLater(AT, 3),
+    d.LineMovedToCart(AT, 3, None, 2),
+    d.LineMovedToCart(AT, 3, 1, 7),
+    d.CartClaimed(AT, 42),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks of the cart memory image and the naive ORM cart they are compared with."""

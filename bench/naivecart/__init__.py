@@ -1,0 +1,1 @@
+"""A naive ORM cart, written only as the benchmark's point of comparison."""
