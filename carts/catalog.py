@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from decimal import Decimal
+
+from django.db import connection, transaction
 from django.db.models import F
 
 from carts.models import DiscountCode, Product
 from cartsvc.catalog import DiscountInfo, ProductInfo
 
 _FIELDS = ("sku", "name", "price", "stock", "active")
+_PRODUCT_SQL = f"SELECT {', '.join(_FIELDS)} FROM {Product._meta.db_table} WHERE sku = %s"
 
 
 class DemoCatalog:
     def product(self, sku: str) -> ProductInfo | None:
-        row = Product.objects.filter(sku=sku).values_list(*_FIELDS).first()
-        return ProductInfo(*row) if row else None
+        # On every add: one indexed lookup, without the ORM's per-query overhead.
+        with connection.cursor() as cursor:
+            cursor.execute(_PRODUCT_SQL, [sku])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        sku, name, price, stock, active = row
+        if not isinstance(price, Decimal):  # SQLite hands raw numerics back as floats
+            price = Decimal(str(price)).quantize(Decimal("0.01"))
+        return ProductInfo(sku, name, price, stock, bool(active))
 
     def products(self, skus: list[str]) -> dict[str, ProductInfo]:
         rows = Product.objects.filter(sku__in=skus).values_list(*_FIELDS)

@@ -8,6 +8,7 @@ miss; this module is the only place allowed to catch broadly.
 
 An entry is a hash per cart:
   v, d    version and JSON payload of the cached state (absent: nothing cached)
+  s       last access (ms), refreshed at most once a second
   g       generation: changes whenever a writer takes the lock or a dead writer is cleaned
           up, so a reader that loaded the database before that can not fill the entry
   m, mx   writer lock token and its expiry (ms): the "write in flight" marker
@@ -26,14 +27,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 log = logging.getLogger("cartsvc.cache")
 
-# read() statuses
-HIT, CLAIMED, BUSY, NO_LEASE, FILLING = 0, 1, 2, 3, 4
+# read() statuses; HIT_SAME: the entry is at the version the caller already holds
+HIT, CLAIMED, BUSY, NO_LEASE, FILLING, HIT_SAME = 0, 1, 2, 3, 4, 5
 # acquire() statuses
-ACQUIRED, ACQUIRED_EMPTY = 0, 1
+ACQUIRED, ACQUIRED_EMPTY, ACQUIRED_SAME = 0, 1, 6
+# Read activity is written (hash field s, the seen set, the key's expiry) at most this often.
+SEEN_EVERY_MS = 1000
 # reconcile_begin() statuses
 WAIT, RECONCILING, LEASED = 0, 1, 2
 
@@ -43,8 +46,9 @@ class CacheUnavailable(Exception):
 
 
 class ImageStore(Protocol):
-    def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int) -> tuple:
-        """(HIT, payload) | (CLAIMED, gen) | (BUSY,) | (NO_LEASE,) | (FILLING,); logs access."""
+    def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int, known: str) -> tuple:
+        """(HIT, payload) | (HIT_SAME,) when the entry is at version `known` | (CLAIMED, gen) |
+        (BUSY,) | (NO_LEASE,) | (FILLING,); logs access."""
 
     def fill(
         self, cart_id: str, gen: str, token: str, version: int, payload: bytes, keep_ms: int
@@ -52,9 +56,9 @@ class ImageStore(Protocol):
         """Store a rehydrated state if the generation is unchanged, no writer holds the lock
         and nothing newer is cached."""
 
-    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int) -> tuple:
-        """Take the writer lock: (ACQUIRED, version, payload) | (ACQUIRED_EMPTY,) |
-        (BUSY, ms_left) | (NO_LEASE,)."""
+    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str) -> tuple:
+        """Take the writer lock: (ACQUIRED, version, payload) | (ACQUIRED_SAME,) when the entry
+        is at version `known` | (ACQUIRED_EMPTY,) | (BUSY, ms_left) | (NO_LEASE,)."""
 
     def settle(
         self, cart_id: str, token: str, mode: str, version: int, payload: bytes, keep_ms: int
@@ -94,31 +98,35 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: entry, lease, seen   ARGV: id, token, claim_ms, keep_ms
+# KEYS: entry, lease, seen   ARGV: id, token, claim_ms, keep_ms, known version
 _READ = (
     _NOW
     + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {3} end
-local h = redis.call('HMGET', KEYS[1], 'v', 'd', 'm', 'mx', 'r', 'rx', 'g')
+local h = redis.call('HMGET', KEYS[1], 'v', 'd', 'm', 'mx', 's')
 if h[3] then
   if tonumber(h[4]) > now then return {2} end
   redis.call('HDEL', KEYS[1], 'v', 'd', 'm', 'mx')
   redis.call('HSET', KEYS[1], 'g', ARGV[2])
   h[1] = false
-  h[7] = ARGV[2]
 end
 if h[1] then
-  redis.call('ZADD', KEYS[3], now, ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  if not h[5] or tonumber(h[5]) + SEEN_EVERY_MS <= now then
+    redis.call('HSET', KEYS[1], 's', now)
+    redis.call('ZADD', KEYS[3], now, ARGV[1])
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  end
+  if h[1] == ARGV[5] then return {5} end
   return {0, h[2]}
 end
-if h[5] and tonumber(h[6]) > now then return {4} end
-local g = h[7] or ARGV[2]
+local c = redis.call('HMGET', KEYS[1], 'r', 'rx', 'g')
+if c[1] and tonumber(c[2]) > now then return {4} end
+local g = c[3] or ARGV[2]
 redis.call('HSET', KEYS[1], 'g', g, 'r', ARGV[2], 'rx', now + tonumber(ARGV[3]))
 -- an empty claim lives briefly: unknown ids must not pile up in memory
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 5)
 return {1, g}
-"""
+""".replace("SEEN_EVERY_MS", str(SEEN_EVERY_MS))
 )
 
 # KEYS: entry, seen, lease   ARGV: id, gen, token, version, payload, keep_ms
@@ -141,7 +149,7 @@ if h[2] ~= ARGV[2] or redis.call('EXISTS', KEYS[3]) == 0
   if mine then redis.call('HDEL', KEYS[1], 'r', 'rx') end
   return 0
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[4], 'd', ARGV[5])
+redis.call('HSET', KEYS[1], 'v', ARGV[4], 'd', ARGV[5], 's', now)
 if mine then redis.call('HDEL', KEYS[1], 'r', 'rx') end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
@@ -149,7 +157,7 @@ return 1
 """
 )
 
-# KEYS: entry, lease   ARGV: token, lock_ms, keep_ms
+# KEYS: entry, lease   ARGV: token, lock_ms, keep_ms, known version
 _ACQUIRE = (
     _NOW
     + """
@@ -163,6 +171,7 @@ if h[3] and h[3] ~= ARGV[1] then
 end
 redis.call('HSET', KEYS[1], 'm', ARGV[1], 'mx', now + tonumber(ARGV[2]), 'g', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if h[1] and h[1] == ARGV[4] then return {6} end
 if h[1] then return {0, h[1], h[2]} end
 return {1}
 """
@@ -182,7 +191,7 @@ if h[1] ~= ARGV[2] then
   return 0
 end
 if ARGV[3] == 'set' then
-  redis.call('HSET', KEYS[1], 'v', ARGV[4], 'd', ARGV[5])
+  redis.call('HSET', KEYS[1], 'v', ARGV[4], 'd', ARGV[5], 's', now)
   redis.call('ZADD', KEYS[2], now, ARGV[1])
 elseif ARGV[3] == 'drop' then
   redis.call('HDEL', KEYS[1], 'v', 'd')
@@ -256,13 +265,17 @@ class RedisStore:
 
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
-            return script(keys=keys, args=args)
+            try:
+                return self.client.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                # Redis restarted or flushed its script cache: load it again, once.
+                return script(keys=keys, args=args)
         except RedisError as exc:
             raise CacheUnavailable(str(exc)) from exc
 
-    def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int) -> tuple:
+    def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int, known: str) -> tuple:
         keys = [self.key(cart_id), self.lease_key, self.seen_key]
-        return tuple(self._call(self._read, keys, [cart_id, token, claim_ms, keep_ms]))
+        return tuple(self._call(self._read, keys, [cart_id, token, claim_ms, keep_ms, known]))
 
     def fill(
         self, cart_id: str, gen: str, token: str, version: int, payload: bytes, keep_ms: int
@@ -271,9 +284,9 @@ class RedisStore:
         args = [cart_id, gen, token, version, payload, keep_ms]
         return bool(self._call(self._fill, keys, args))
 
-    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int) -> tuple:
+    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str) -> tuple:
         keys = [self.key(cart_id), self.lease_key]
-        return tuple(self._call(self._acquire, keys, [token, lock_ms, keep_ms]))
+        return tuple(self._call(self._acquire, keys, [token, lock_ms, keep_ms, known]))
 
     def settle(
         self, cart_id: str, token: str, mode: str, version: int, payload: bytes, keep_ms: int
@@ -422,7 +435,7 @@ class EmbeddedStore:
         row = conn.execute("SELECT until FROM meta WHERE k = 'lease'").fetchone()
         return row is not None and row[0] > now
 
-    def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int) -> tuple:
+    def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int, known: str) -> tuple:
         def op(conn: sqlite3.Connection, now: int) -> tuple:
             if not self._lease(conn, now):
                 return (NO_LEASE,)
@@ -432,10 +445,13 @@ class EmbeddedStore:
                     return (BUSY,)
                 h.update(v=None, d=None, m=None, mx=None, g=token)
             if h.get("v") is not None:
-                conn.execute(
-                    "UPDATE entry SET seen = ?, keep_until = ? WHERE id = ?",
-                    (now, now + keep_ms, cart_id),
-                )
+                if (h["seen"] or 0) + SEEN_EVERY_MS <= now:
+                    conn.execute(
+                        "UPDATE entry SET seen = ?, keep_until = ? WHERE id = ?",
+                        (now, now + keep_ms, cart_id),
+                    )
+                if str(h["v"]) == known:
+                    return (HIT_SAME,)
                 return (HIT, h["d"])
             if h.get("r") and h["rx"] > now:
                 return (FILLING,)
@@ -472,7 +488,7 @@ class EmbeddedStore:
 
         return self._tx(op)
 
-    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int) -> tuple:
+    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str) -> tuple:
         def op(conn: sqlite3.Connection, now: int) -> tuple:
             if not self._lease(conn, now):
                 return (NO_LEASE,)
@@ -481,7 +497,12 @@ class EmbeddedStore:
                 if h["mx"] > now:
                     return (BUSY, h["mx"] - now)
                 h.update(v=None, d=None)
-            cached = (ACQUIRED, h["v"], h["d"]) if h.get("v") is not None else (ACQUIRED_EMPTY,)
+            if h.get("v") is None:
+                cached: tuple = (ACQUIRED_EMPTY,)
+            elif str(h["v"]) == known:
+                cached = (ACQUIRED_SAME,)
+            else:
+                cached = (ACQUIRED, h["v"], h["d"])
             h.update(m=token, mx=now + lock_ms, g=token, keep_until=now + keep_ms)
             self._put(conn, cart_id, h)
             return cached

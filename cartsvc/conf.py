@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     # How long concurrent readers of one cold cart wait for the one rehydrating it.
     "FILL_WAIT": 0.2,
     "WRITE_RETRIES": 50,
+    # Decoded states kept per process, checked against the entry's version on every read.
+    "LOCAL_STATES": 4096,
 }
 
 
@@ -39,6 +41,11 @@ class CartSettings:
         if name not in DEFAULTS:
             raise AttributeError(f"unknown cart setting {name}")
         return getattr(settings, "CARTIMAGE", {}).get(name, DEFAULTS[name])
+
+    def source(self) -> object:
+        """The settings object itself: derived values are cached for as long as it is the
+        same object (override_settings replaces it)."""
+        return getattr(settings, "CARTIMAGE", DEFAULTS)
 
 
 conf = CartSettings()

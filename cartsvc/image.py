@@ -15,7 +15,10 @@ writer, a hung or restarted Redis, nor a slow reader can make a read return an o
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import re
 import secrets
 import threading
 import time
@@ -53,22 +56,61 @@ _store_lock = threading.Lock()
 _stores: dict[tuple, c.ImageStore] = {}
 
 
+class _Derived:
+    """What the hot path needs from the settings, computed once per settings object."""
+
+    __slots__ = ("keep_ms", "local_states", "source", "store")
+
+    def __init__(self, source: object) -> None:
+        self.source = source
+        key = (conf.BACKEND, conf.REDIS_ALIAS, conf.KEY_PREFIX, conf.EMBEDDED_PATH)
+        found = _stores.get(key)
+        if found is None:
+            with _store_lock:
+                found = _stores.get(key)
+                if found is None:
+                    if conf.BACKEND == "redis":
+                        from django_redis import get_redis_connection
+
+                        client = get_redis_connection(conf.REDIS_ALIAS)
+                        found = c.RedisStore(client, conf.KEY_PREFIX)
+                    else:
+                        found = c.EmbeddedStore(conf.EMBEDDED_PATH)
+                    _stores[key] = found
+        self.store = found
+        self.keep_ms = _ms(max(conf.IDLE_TIMEOUT * 2, 60))
+        self.local_states = conf.LOCAL_STATES
+
+
+_derived: _Derived | None = None
+
+
+def _current() -> _Derived:
+    global _derived
+    derived = _derived
+    if derived is None or derived.source is not conf.source():
+        derived = _derived = _Derived(conf.source())
+    return derived
+
+
 def image_store() -> c.ImageStore:
     """The configured cache store (built once per configuration)."""
-    key = (conf.BACKEND, conf.REDIS_ALIAS, conf.KEY_PREFIX, conf.EMBEDDED_PATH)
-    found = _stores.get(key)
-    if found is None:
-        with _store_lock:
-            found = _stores.get(key)
-            if found is None:
-                if conf.BACKEND == "redis":
-                    from django_redis import get_redis_connection
+    return _current().store
 
-                    found = c.RedisStore(get_redis_connection(conf.REDIS_ALIAS), conf.KEY_PREFIX)
-                else:
-                    found = c.EmbeddedStore(conf.EMBEDDED_PATH)
-                _stores[key] = found
-    return found
+
+# ---------------------------------------------------------------- decoded states
+# (cart id, version) names one committed state forever, so a process may keep the decoded
+# state and skip both the payload transfer and the decoding when the entry has not moved.
+
+_states: dict[str, d.Cart] = {}
+
+
+def _remember(cart: d.Cart, limit: int) -> None:
+    if len(_states) >= limit:
+        # Oldest first (insertion order); cheap and good enough for a bounded cache.
+        for stale in list(_states)[: max(limit // 4, 1)]:
+            _states.pop(stale, None)
+    _states[cart.id] = cart
 
 
 class _Breaker:
@@ -93,9 +135,10 @@ breaker = _Breaker()
 
 
 def _cache(op: str, *args: Any) -> Any:
-    breaker.check()
+    if breaker.open_until:
+        breaker.check()
     try:
-        return getattr(image_store(), op)(*args)
+        return getattr(_current().store, op)(*args)
     except c.CacheUnavailable as exc:
         breaker.trip()
         metrics.inc("redis_errors")
@@ -103,8 +146,13 @@ def _cache(op: str, *args: Any) -> Any:
         raise
 
 
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def cart_key(cart_id: Any) -> str:
     """A cart id as its canonical string; anything that is not a UUID is an unknown cart."""
+    if type(cart_id) is str and _CANONICAL.fullmatch(cart_id):
+        return cart_id
     if isinstance(cart_id, uuid.UUID):
         return str(cart_id)
     try:
@@ -113,8 +161,22 @@ def cart_key(cart_id: Any) -> str:
         raise d.NotFound("cart not found") from None
 
 
+# Tokens only need to be unique: a random per-process prefix (renewed in forked children)
+# and a counter.
+_token_prefix = secrets.token_hex(6)
+_token_counter = itertools.count()
+
+
+def _new_prefix() -> None:
+    global _token_prefix
+    _token_prefix = secrets.token_hex(6)
+
+
+os.register_at_fork(after_in_child=_new_prefix)
+
+
 def _token() -> str:
-    return secrets.token_hex(8)
+    return f"{_token_prefix}{next(_token_counter):x}"
 
 
 def _ms(seconds: float) -> int:
@@ -122,7 +184,7 @@ def _ms(seconds: float) -> int:
 
 
 def _keep_ms() -> int:
-    return _ms(max(conf.IDLE_TIMEOUT * 2, 60))
+    return _current().keep_ms
 
 
 # ---------------------------------------------------------------- lease
@@ -174,7 +236,8 @@ def _rehydrate(cart_id: str, gen: str, token: str) -> d.Cart:
         raise d.NotFound("cart not found")
     _hook("before_fill", cart_id=cart_id, cart=cart)
     try:
-        _cache("fill", cart_id, gen, token, cart.version, dump_state(cart), _keep_ms())
+        if _cache("fill", cart_id, gen, token, cart.version, dump_state(cart), _keep_ms()):
+            _remember(cart, _current().local_states)
     except c.CacheUnavailable:
         pass
     return cart
@@ -184,12 +247,19 @@ def read_cart(cart_id: str) -> d.Cart:
     """The current state of a cart: from memory, or rehydrated into it."""
     token = _token()
     deadline = None
+    derived = _current()
     for _attempt in range(200):
+        known = _states.get(cart_id)
         try:
-            result = _cache("read", cart_id, token, 2000, _keep_ms())
+            result = _cache(
+                "read", cart_id, token, 2000, derived.keep_ms, str(known.version) if known else ""
+            )
         except c.CacheUnavailable:
             return _from_db(cart_id)
         status = result[0]
+        if status == c.HIT_SAME and known is not None:
+            metrics.inc("cache_hits")
+            return known
         if status == c.HIT:
             try:
                 cart = load_state(result[1])
@@ -202,6 +272,7 @@ def read_cart(cart_id: str) -> d.Cart:
                     pass
                 return _from_db(cart_id)
             metrics.inc("cache_hits")
+            _remember(cart, derived.local_states)
             return cart
         if status == c.CLAIMED:
             metrics.inc("cache_misses")
@@ -242,8 +313,16 @@ class _Locks:
             deadline = time.monotonic() + conf.LOCK_WAIT
             pause = 0.0005
             while True:
+                known = _states.get(cart_id)
                 try:
-                    result = _cache("acquire", cart_id, self.token, lock_ms, _keep_ms())
+                    result = _cache(
+                        "acquire",
+                        cart_id,
+                        self.token,
+                        lock_ms,
+                        _keep_ms(),
+                        str(known.version) if known else "",
+                    )
                 except c.CacheUnavailable:
                     self.dirty = True
                     return
@@ -262,7 +341,9 @@ class _Locks:
                     pause = min(pause * 2, 0.01)
                     continue
                 self.held.append(cart_id)
-                if result[0] == c.ACQUIRED:
+                if result[0] == c.ACQUIRED_SAME and known is not None:
+                    self.cached[cart_id] = known
+                elif result[0] == c.ACQUIRED:
                     try:
                         self.cached[cart_id] = load_state(result[2])
                     except CodecError as exc:
@@ -273,8 +354,10 @@ class _Locks:
         for cart_id in self.held:
             state = (states or {}).get(cart_id)
             version, payload = (state.version, dump_state(state)) if state else (0, b"")
+            if mode != "keep":
+                _states.pop(cart_id, None)
             try:
-                _cache(
+                published = _cache(
                     "settle",
                     cart_id,
                     self.token,
@@ -283,6 +366,8 @@ class _Locks:
                     payload,
                     _keep_ms(),
                 )
+                if published and mode == "set" and state is not None:
+                    _remember(state, _current().local_states)
             except c.CacheUnavailable:
                 # The lock expires by itself; its expiry invalidates the entry.
                 pass
@@ -491,5 +576,6 @@ def peek(cart_ids: Iterable[str]) -> dict[str, d.Cart | None]:
 
 def clear() -> None:
     """Forget every cached cart (tests; after restoring a database backup)."""
+    _states.clear()
     image_store().clear()
     breaker.reset()

@@ -30,6 +30,7 @@ def test_a_pickle_planted_under_a_cart_key_is_not_executed(products, tmp_path, c
         store.key(cart.id), mapping={"v": cart.version, "d": pickle.dumps(Exploit(marker))}
     )
 
+    image._states.clear()  # as in another process, which holds no decoded copy
     with caplog.at_level(logging.ERROR, logger="cartsvc.image"):
         assert service.get_cart(cart.id) == cart
     assert not os.path.exists(marker)
@@ -46,3 +47,14 @@ def test_django_cache_serializer_is_json_not_pickle(needs_redis):
     raw = cache.client.get_client().get(cache.make_key("cartimage-serializer-probe"))
     assert raw == b'{"a":1}'
     cache.delete("cartimage-serializer-probe")
+
+
+def test_this_process_never_decodes_a_planted_entry_at_a_version_it_holds(products, tmp_path):
+    cart = make_cart({"SKU-1": 2})
+    marker = str(tmp_path / "pwned")
+    store = image.image_store()
+    store.client.hset(
+        store.key(cart.id), mapping={"v": cart.version, "d": pickle.dumps(Exploit(marker))}
+    )
+    assert service.get_cart(cart.id) == cart
+    assert not os.path.exists(marker)
