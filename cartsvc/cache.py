@@ -6,8 +6,9 @@ transactions on a file that every process on the machine shares (the default wit
 `REDIS_URL`). Every failure below is raised as `CacheUnavailable`, which callers treat as a
 miss; this module is the only place allowed to catch broadly.
 
-An entry is a hash per cart:
-  v, d    version and JSON payload of the cached state (absent: nothing cached)
+An entry is a small control hash per cart, plus the state's JSON payload in a string key
+beside it (`<prefix>:d:<id>`) so that the hash stays in Redis's compact encoding:
+  v       version of the cached state (absent: nothing cached)
   s       last access (ms), refreshed at most once a second
   g       generation: changes whenever a writer takes the lock or a dead writer is cleaned
           up, so a reader that loaded the database before that can not fill the entry
@@ -98,26 +99,36 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: entry, lease, seen   ARGV: id, token, claim_ms, keep_ms, known version
+# Every script that changes an entry gets the control hash as KEYS[1] and the payload string
+# as KEYS[2]. The hash holds only short fields, so Redis keeps it in its compact encoding.
+
+# KEYS: ctl, data, lease, seen   ARGV: id, token, claim_ms, keep_ms, known version
 _READ = (
     _NOW
     + """
-if redis.call('EXISTS', KEYS[2]) == 0 then return {3} end
-local h = redis.call('HMGET', KEYS[1], 'v', 'd', 'm', 'mx', 's')
-if h[3] then
-  if tonumber(h[4]) > now then return {2} end
-  redis.call('HDEL', KEYS[1], 'v', 'd', 'm', 'mx')
+if redis.call('EXISTS', KEYS[3]) == 0 then return {3} end
+local h = redis.call('HMGET', KEYS[1], 'v', 'm', 'mx', 's')
+if h[2] then
+  if tonumber(h[3]) > now then return {2} end
+  redis.call('HDEL', KEYS[1], 'v', 'm', 'mx')
+  redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'g', ARGV[2])
   h[1] = false
 end
 if h[1] then
-  if not h[5] or tonumber(h[5]) + SEEN_EVERY_MS <= now then
-    redis.call('HSET', KEYS[1], 's', now)
-    redis.call('ZADD', KEYS[3], now, ARGV[1])
-    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  local d = false
+  if h[1] ~= ARGV[5] then d = redis.call('GET', KEYS[2]) end
+  if h[1] == ARGV[5] or d then
+    if not h[4] or tonumber(h[4]) + SEEN_EVERY_MS <= now then
+      redis.call('HSET', KEYS[1], 's', now)
+      redis.call('ZADD', KEYS[4], now, ARGV[1])
+      redis.call('PEXPIRE', KEYS[1], ARGV[4])
+      redis.call('PEXPIRE', KEYS[2], ARGV[4])
+    end
+    if d then return {0, d} end
+    return {5}
   end
-  if h[1] == ARGV[5] then return {5} end
-  return {0, h[2]}
+  redis.call('HDEL', KEYS[1], 'v')  -- the payload was evicted on its own: a miss
 end
 local c = redis.call('HMGET', KEYS[1], 'r', 'rx', 'g')
 if c[1] and tonumber(c[2]) > now then return {4} end
@@ -129,7 +140,7 @@ return {1, g}
 """.replace("SEEN_EVERY_MS", str(SEEN_EVERY_MS))
 )
 
-# KEYS: entry, seen, lease   ARGV: id, gen, token, version, payload, keep_ms
+# KEYS: ctl, data, seen, lease   ARGV: id, gen, token, version, payload, keep_ms
 _FILL = (
     _NOW
     + """
@@ -137,84 +148,94 @@ local h = redis.call('HMGET', KEYS[1], 'v', 'g', 'm', 'mx', 'r')
 local mine = h[5] == ARGV[3]
 if h[3] then
   if tonumber(h[4]) <= now then
-    redis.call('HDEL', KEYS[1], 'v', 'd', 'm', 'mx', 'r', 'rx')
+    redis.call('HDEL', KEYS[1], 'v', 'm', 'mx', 'r', 'rx')
+    redis.call('DEL', KEYS[2])
     redis.call('HSET', KEYS[1], 'g', ARGV[3])
   elseif mine then
     redis.call('HDEL', KEYS[1], 'r', 'rx')
   end
   return 0
 end
-if h[2] ~= ARGV[2] or redis.call('EXISTS', KEYS[3]) == 0
+if h[2] ~= ARGV[2] or redis.call('EXISTS', KEYS[4]) == 0
    or (h[1] and tonumber(h[1]) >= tonumber(ARGV[4])) then
   if mine then redis.call('HDEL', KEYS[1], 'r', 'rx') end
   return 0
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[4], 'd', ARGV[5], 's', now)
+redis.call('HSET', KEYS[1], 'v', ARGV[4], 's', now)
+redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
 if mine then redis.call('HDEL', KEYS[1], 'r', 'rx') end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('ZADD', KEYS[3], now, ARGV[1])
 return 1
 """
 )
 
-# KEYS: entry, lease   ARGV: token, lock_ms, keep_ms, known version
+# KEYS: ctl, data, lease   ARGV: token, lock_ms, keep_ms, known version
 _ACQUIRE = (
     _NOW
     + """
-if redis.call('EXISTS', KEYS[2]) == 0 then return {3} end
-local h = redis.call('HMGET', KEYS[1], 'v', 'd', 'm', 'mx')
-if h[3] and h[3] ~= ARGV[1] then
-  local left = tonumber(h[4]) - now
+if redis.call('EXISTS', KEYS[3]) == 0 then return {3} end
+local h = redis.call('HMGET', KEYS[1], 'v', 'm', 'mx')
+if h[2] and h[2] ~= ARGV[1] then
+  local left = tonumber(h[3]) - now
   if left > 0 then return {2, left} end
-  redis.call('HDEL', KEYS[1], 'v', 'd')
+  redis.call('HDEL', KEYS[1], 'v')
+  redis.call('DEL', KEYS[2])
   h[1] = false
 end
 redis.call('HSET', KEYS[1], 'm', ARGV[1], 'mx', now + tonumber(ARGV[2]), 'g', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if h[1] and h[1] == ARGV[4] then return {6} end
-if h[1] then return {0, h[1], h[2]} end
+if h[1] then
+  local d = redis.call('GET', KEYS[2])
+  if d then return {0, h[1], d} end
+end
 return {1}
 """
 )
 
-# KEYS: entry, seen   ARGV: id, token, mode, version, payload, keep_ms
+# KEYS: ctl, data, seen   ARGV: id, token, mode, version, payload, keep_ms
 _SETTLE = (
     _NOW
     + """
 local h = redis.call('HMGET', KEYS[1], 'm', 'mx')
 if h[1] ~= ARGV[2] then
   if ARGV[3] ~= 'keep' and not (h[1] and tonumber(h[2]) > now) then
-    redis.call('HDEL', KEYS[1], 'v', 'd', 'm', 'mx')
+    redis.call('HDEL', KEYS[1], 'v', 'm', 'mx')
+    redis.call('DEL', KEYS[2])
     redis.call('HSET', KEYS[1], 'g', ARGV[2])
     redis.call('PEXPIRE', KEYS[1], ARGV[6])
   end
   return 0
 end
 if ARGV[3] == 'set' then
-  redis.call('HSET', KEYS[1], 'v', ARGV[4], 'd', ARGV[5], 's', now)
-  redis.call('ZADD', KEYS[2], now, ARGV[1])
+  redis.call('HSET', KEYS[1], 'v', ARGV[4], 's', now)
+  redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
+  redis.call('ZADD', KEYS[3], now, ARGV[1])
 elseif ARGV[3] == 'drop' then
-  redis.call('HDEL', KEYS[1], 'v', 'd')
+  redis.call('HDEL', KEYS[1], 'v')
+  redis.call('DEL', KEYS[2])
 end
 redis.call('HDEL', KEYS[1], 'm', 'mx')
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return 1
 """
 )
 
-# KEYS: entry, seen   ARGV: id, idle_before_ms or ''
+# KEYS: ctl, data, seen   ARGV: id, idle_before_ms or ''
 _EVICT = (
     _NOW
     + """
 local h = redis.call('HMGET', KEYS[1], 'm', 'mx')
 if h[1] and tonumber(h[2]) > now then return 0 end
 if ARGV[2] ~= '' then
-  local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  local seen = redis.call('ZSCORE', KEYS[3], ARGV[1])
   if seen and tonumber(seen) > tonumber(ARGV[2]) then return 0 end
 end
 local had = redis.call('HEXISTS', KEYS[1], 'v')
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 return had
 """
 )
@@ -230,7 +251,7 @@ return {0, now}
 """
 )
 
-# KEYS: reconcile lock, lease, seen, entry...   ARGV: token, lease_until_ms, id...
+# KEYS: reconcile lock, lease, seen, (ctl, data)...   ARGV: token, lease_until_ms, id...
 _RECONCILE_END = (
     _NOW
     + """
@@ -261,7 +282,12 @@ class RedisStore:
         self._reconcile_end = client.register_script(_RECONCILE_END)
 
     def key(self, cart_id: str) -> str:
+        """The entry's control hash."""
         return f"{self.prefix}:c:{cart_id}"
+
+    def data_key(self, cart_id: str) -> str:
+        """The entry's payload (the state as JSON)."""
+        return f"{self.prefix}:d:{cart_id}"
 
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -274,29 +300,29 @@ class RedisStore:
             raise CacheUnavailable(str(exc)) from exc
 
     def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int, known: str) -> tuple:
-        keys = [self.key(cart_id), self.lease_key, self.seen_key]
+        keys = [self.key(cart_id), self.data_key(cart_id), self.lease_key, self.seen_key]
         return tuple(self._call(self._read, keys, [cart_id, token, claim_ms, keep_ms, known]))
 
     def fill(
         self, cart_id: str, gen: str, token: str, version: int, payload: bytes, keep_ms: int
     ) -> bool:
-        keys = [self.key(cart_id), self.seen_key, self.lease_key]
+        keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key, self.lease_key]
         args = [cart_id, gen, token, version, payload, keep_ms]
         return bool(self._call(self._fill, keys, args))
 
     def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str) -> tuple:
-        keys = [self.key(cart_id), self.lease_key]
+        keys = [self.key(cart_id), self.data_key(cart_id), self.lease_key]
         return tuple(self._call(self._acquire, keys, [token, lock_ms, keep_ms, known]))
 
     def settle(
         self, cart_id: str, token: str, mode: str, version: int, payload: bytes, keep_ms: int
     ) -> bool:
-        keys = [self.key(cart_id), self.seen_key]
+        keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key]
         args = [cart_id, token, mode, version, payload, keep_ms]
         return bool(self._call(self._settle, keys, args))
 
     def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
-        keys = [self.key(cart_id), self.seen_key]
+        keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key]
         cutoff = "" if idle_before_ms is None else idle_before_ms
         return bool(self._call(self._evict, keys, [cart_id, cutoff]))
 
@@ -307,7 +333,8 @@ class RedisStore:
 
     def reconcile_end(self, token: str, lease_until_ms: int, drop_ids: list[str]) -> None:
         keys = [self.reconcile_key, self.lease_key, self.seen_key]
-        keys += [self.key(cart_id) for cart_id in drop_ids]
+        for cart_id in drop_ids:
+            keys += [self.key(cart_id), self.data_key(cart_id)]
         self._call(self._reconcile_end, keys, [token, lease_until_ms, *drop_ids])
 
     def peek(self, cart_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
@@ -315,14 +342,15 @@ class RedisStore:
         try:
             pipe = self.client.pipeline(transaction=False)
             for cart_id in ids:
-                pipe.hmget(self.key(cart_id), "v", "d", "m")
+                pipe.hget(self.key(cart_id), "v")
+                pipe.get(self.data_key(cart_id))
             rows = pipe.execute()
         except RedisError as exc:
             raise CacheUnavailable(str(exc)) from exc
         return {
             cart_id: (int(v), d)
-            for cart_id, (v, d, _m) in zip(ids, rows, strict=True)
-            if v is not None
+            for cart_id, v, d in zip(ids, rows[::2], rows[1::2], strict=True)
+            if v is not None and d is not None
         }
 
     def idle(self, before_ms: int, limit: int) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -47,8 +47,10 @@ EVENT_CLASSES: dict[str, type[d.Event]] = {
     )
 }
 
-# Schema of the cart state as stored in snapshots and cache entries (2: saved lines).
-STATE_SCHEMA = 2
+# Schema of the cart state as stored in snapshots and cache entries (2: saved lines;
+# 3: compact: timestamps as epoch microseconds, empty fields left out).
+STATE_SCHEMA = 3
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class CodecError(ValueError):
@@ -66,10 +68,6 @@ def _line_added_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     (d.LineAdded.type, 1): _line_added_v1_to_v2,
 }
-
-
-def _ts(value: datetime) -> str:
-    return value.isoformat()
 
 
 def encode_event(event: d.Event) -> tuple[str, int, dict[str, Any]]:
@@ -203,27 +201,54 @@ def _state_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "s": 2, "sv": []}
 
 
-STATE_UPCASTERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _state_v1_to_v2}
+def _state_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    # v3 reads v2's ISO timestamps and explicit nulls as they are.
+    return {**data, "s": 3}
+
+
+STATE_UPCASTERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _state_v1_to_v2,
+    2: _state_v2_to_v3,
+}
+
+
+def _micros(value: datetime) -> int:
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _instant(value: int | str) -> datetime:
+    if type(value) is int:
+        return EPOCH + timedelta(microseconds=value)
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    raise CodecError(f"bad timestamp {value!r}")
 
 
 def state_to_dict(cart: d.Cart) -> dict[str, Any]:
     """Compact form of the whole state: short keys, money as strings, lines as arrays."""
     discount = cart.discount
-    return {
+    data: dict[str, Any] = {
         "s": STATE_SCHEMA,
         "id": cart.id,
         "v": cart.version,
         "st": cart.status,
         "cu": cart.currency,
-        "o": cart.owner_id,
         "n": cart.next_line_id,
         "l": _lines_out(cart.lines),
-        "sv": _lines_out(cart.saved),
-        "dc": [discount.code, discount.kind, str(discount.value)] if discount else None,
-        "ca": _ts(cart.created_at),
-        "ua": _ts(cart.updated_at),
-        "m": cart.merged_into,
+        "ca": _micros(cart.created_at),
+        "ua": _micros(cart.updated_at),
     }
+    # Left out when empty: every byte counts in a cache entry.
+    if cart.owner_id is not None:
+        data["o"] = cart.owner_id
+    if cart.saved:
+        data["sv"] = _lines_out(cart.saved)
+    if discount:
+        data["dc"] = [discount.code, discount.kind, str(discount.value)]
+    if cart.merged_into:
+        data["m"] = cart.merged_into
+    return data
 
 
 def state_from_dict(data: dict[str, Any]) -> d.Cart:
@@ -241,32 +266,35 @@ def state_from_dict(data: dict[str, Any]) -> d.Cart:
     try:
         while data["s"] < STATE_SCHEMA:
             data = STATE_UPCASTERS[data["s"]](data)
-        discount = data["dc"]
+        discount = data.get("dc")
         return d.Cart(
             id=data["id"],
             version=data["v"],
             status=data["st"],
             currency=data["cu"],
-            owner_id=data["o"],
+            owner_id=data.get("o"),
             lines=_lines_in(data["l"]),
-            saved=_lines_in(data["sv"]),
+            saved=_lines_in(data.get("sv") or ()),
             discount=d.Discount(discount[0], discount[1], Decimal(discount[2]))
             if discount
             else None,
             next_line_id=data["n"],
-            created_at=datetime.fromisoformat(data["ca"]),
-            updated_at=datetime.fromisoformat(data["ua"]),
-            merged_into=data["m"],
+            created_at=_instant(data["ca"]),
+            updated_at=_instant(data["ua"]),
+            merged_into=data.get("m"),
         )
     except (LookupError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
         raise CodecError(f"bad state: {exc}") from exc
 
 
 def dump_state(cart: d.Cart) -> bytes:
-    return orjson.dumps(state_to_dict(cart))
+    """A cache entry's payload: the state without its id (the key names the cart)."""
+    data = state_to_dict(cart)
+    del data["id"]
+    return orjson.dumps(data)
 
 
-def load_state(raw: bytes | str) -> d.Cart:
+def load_state(raw: bytes | str, cart_id: str) -> d.Cart:
     """Decode JSON only: anything else (a pickle, garbage) is a CodecError, never executed."""
     try:
         data = orjson.loads(raw)
@@ -274,4 +302,7 @@ def load_state(raw: bytes | str) -> d.Cart:
         raise CodecError(f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise CodecError("state is not an object")
+    data.setdefault("id", cart_id)
+    if data["id"] != cart_id:
+        raise CodecError(f"entry of cart {data['id']!r} found under {cart_id!r}")
     return state_from_dict(data)

@@ -262,7 +262,7 @@ def read_cart(cart_id: str) -> d.Cart:
             return known
         if status == c.HIT:
             try:
-                cart = load_state(result[1])
+                cart = load_state(result[1], cart_id)
             except CodecError as exc:
                 metrics.inc("bad_entries")
                 log.error("undecodable cache entry for cart %s dropped: %s", cart_id, exc)
@@ -345,7 +345,7 @@ class _Locks:
                     self.cached[cart_id] = known
                 elif result[0] == c.ACQUIRED:
                     try:
-                        self.cached[cart_id] = load_state(result[2])
+                        self.cached[cart_id] = load_state(result[2], cart_id)
                     except CodecError as exc:
                         log.error("undecodable cache entry for cart %s: %s", cart_id, exc)
                 break
@@ -568,7 +568,7 @@ def peek(cart_ids: Iterable[str]) -> dict[str, d.Cart | None]:
     found: dict[str, d.Cart | None] = {}
     for cart_id, (_version, payload) in _cache("peek", [str(i) for i in cart_ids]).items():
         try:
-            found[cart_id] = load_state(payload)
+            found[cart_id] = load_state(payload, cart_id)
         except CodecError:
             found[cart_id] = None
     return found

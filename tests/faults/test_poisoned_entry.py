@@ -26,9 +26,8 @@ def test_a_pickle_planted_under_a_cart_key_is_not_executed(products, tmp_path, c
     cart = make_cart({"SKU-1": 2})
     marker = str(tmp_path / "pwned")
     store = image.image_store()
-    store.client.hset(
-        store.key(cart.id), mapping={"v": cart.version, "d": pickle.dumps(Exploit(marker))}
-    )
+    store.client.hset(store.key(cart.id), "v", cart.version)
+    store.client.set(store.data_key(cart.id), pickle.dumps(Exploit(marker)))
 
     image._states.clear()  # as in another process, which holds no decoded copy
     with caplog.at_level(logging.ERROR, logger="cartsvc.image"):
@@ -53,8 +52,7 @@ def test_this_process_never_decodes_a_planted_entry_at_a_version_it_holds(produc
     cart = make_cart({"SKU-1": 2})
     marker = str(tmp_path / "pwned")
     store = image.image_store()
-    store.client.hset(
-        store.key(cart.id), mapping={"v": cart.version, "d": pickle.dumps(Exploit(marker))}
-    )
+    store.client.hset(store.key(cart.id), "v", cart.version)
+    store.client.set(store.data_key(cart.id), pickle.dumps(Exploit(marker)))
     assert service.get_cart(cart.id) == cart
     assert not os.path.exists(marker)

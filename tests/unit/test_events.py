@@ -270,16 +270,16 @@ def empty_cart() -> d.Cart:
 def test_state_round_trip(cart):
     raw = e.dump_state(cart)
     assert isinstance(raw, bytes)
-    loaded = e.load_state(raw)
+    loaded = e.load_state(raw, cart.id)
     assert loaded == cart
-    assert e.load_state(raw.decode()) == cart
+    assert e.load_state(raw.decode(), cart.id) == cart
     assert e.state_from_dict(e.state_to_dict(cart)) == cart
     # As a snapshot stores it: through a JSON column.
     assert e.state_from_dict(orjson.loads(orjson.dumps(e.state_to_dict(cart)))) == cart
 
 
 def test_state_round_trip_keeps_types_and_digits():
-    loaded = e.load_state(e.dump_state(full_cart()))
+    loaded = e.load_state(e.dump_state(full_cart()), full_cart().id)
     line = loaded.lines[1]
     assert type(line.options) is tuple and all(type(pair) is tuple for pair in line.options)
     assert str(line.unit_price) == "0.10" and str(loaded.discount.value) == "10.00"
@@ -290,11 +290,25 @@ def test_state_round_trip_keeps_types_and_digits():
 def test_state_keeps_a_non_utc_offset_instant():
     shifted = AT.astimezone(timezone(timedelta(hours=2)))
     cart = replace(empty_cart(), updated_at=shifted)
-    assert e.load_state(e.dump_state(cart)).updated_at == AT
+    assert e.load_state(e.dump_state(cart), cart.id).updated_at == AT
+
+
+def test_an_entry_under_another_carts_key_is_a_codec_error():
+    raw = e.state_to_dict(full_cart())
+    with pytest.raises(e.CodecError, match="found under"):
+        e.load_state(orjson.dumps(raw), "0b6f3c1e-0000-4d5e-8f59-1d1e7a2b3c4d")
+
+
+def test_a_v2_state_still_loads():
+    cart = full_cart()
+    v2 = {**e.state_to_dict(cart), "s": 2, "ca": cart.created_at.isoformat()}
+    v2["ua"] = cart.updated_at.isoformat()
+    assert e.state_from_dict(v2) == cart
 
 
 def test_state_is_compact_json():
     data = orjson.loads(e.dump_state(full_cart()))
+    assert "id" not in data and type(data["ua"]) is int
     assert data["s"] == e.STATE_SCHEMA
     assert data["l"][0] == [1, "SKU-1", "Product 1", [], 3, "3.50"]
 
@@ -318,7 +332,7 @@ def test_state_is_compact_json():
 )
 def test_load_state_refuses_anything_but_a_current_state(raw):
     with pytest.raises(e.CodecError):
-        e.load_state(raw)
+        e.load_state(raw, full_cart().id)
 
 
 @pytest.mark.parametrize(
@@ -342,13 +356,13 @@ def test_a_malformed_state_is_a_codec_error(change):
     with pytest.raises(e.CodecError):
         e.state_from_dict(data)
     with pytest.raises(e.CodecError):
-        e.load_state(orjson.dumps(data))
+        e.load_state(orjson.dumps(data), full_cart().id)
 
 
 def test_state_of_another_schema_is_a_codec_error():
     data = {**e.state_to_dict(full_cart()), "s": e.STATE_SCHEMA + 1}
     with pytest.raises(e.CodecError, match="schema"):
-        e.load_state(orjson.dumps(data))
+        e.load_state(orjson.dumps(data), full_cart().id)
 
 
 # ---------------------------------------------------------------- never pickle
@@ -377,14 +391,14 @@ def test_load_state_refuses_a_pickle_and_never_runs_it(protocol):
     assert CALLS == ["pwned"]
     CALLS.clear()
     with pytest.raises(e.CodecError):
-        e.load_state(payload)
+        e.load_state(payload, full_cart().id)
     assert CALLS == []
 
 
 def test_load_state_refuses_a_pickled_state():
     payload = pickle.dumps(full_cart())
     with pytest.raises(e.CodecError):
-        e.load_state(payload)
+        e.load_state(payload, full_cart().id)
 
 
 def test_load_state_refuses_a_pickle_that_would_reach_the_os():
@@ -394,4 +408,4 @@ def test_load_state_refuses_a_pickle_that_would_reach_the_os():
             return (os.system, ("exit 0",))
 
     with pytest.raises(e.CodecError):
-        e.load_state(pickle.dumps(Shell()))
+        e.load_state(pickle.dumps(Shell()), full_cart().id)
