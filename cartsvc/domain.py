@@ -352,7 +352,8 @@ class Claim(Command):
 
 @dataclass(frozen=True, slots=True)
 class Expire(Command):
-    pass
+    # Expire only if the cart has not changed since then (checked under the cart's lock).
+    idle_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,8 +526,13 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
         return [CartClaimed(at, command.owner_id)]
 
     if isinstance(command, Expire):
-        # Idempotent: a cart that already left "open" is not expired again.
-        return [CartExpired(at)] if cart.status == OPEN else []
+        # Idempotent: a cart that already left "open" is not expired again, and one that
+        # changed after the sweep looked at it is not expired at all.
+        if cart.status != OPEN:
+            return []
+        if command.idle_since is not None and cart.updated_at > command.idle_since:
+            return []
+        return [CartExpired(at)]
 
     if isinstance(command, MarkMerged):
         _require_open(cart)

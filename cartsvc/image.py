@@ -399,8 +399,11 @@ def execute(
     command_id: str | None = None,
     idempotency: store.Idempotency | None = None,
     within: Callable[[dict[str, d.Cart]], None] | None = None,
+    after_commit: Callable[[dict[str, d.Cart]], None] | None = None,
 ) -> dict[str, d.Cart]:
     """Run one command over one or more carts; returns each cart's state afterwards.
+
+    `after_commit(states)` runs once, in this call, only if this call committed events.
 
     `idempotency` makes a retry return the first answer (checked before and again under the
     lock; recorded in the command's transaction). `within(states)` runs inside the commit's
@@ -439,6 +442,8 @@ def execute(
             if locks.dirty:
                 # Wait out any lease granted before our dirty mark was visible.
                 time.sleep(conf.TRUST_LEASE)
+            if after_commit is not None:
+                after_commit(states)
         else:
             locks.settle("keep")
         if attempt:
@@ -529,6 +534,7 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
             command_id: str | None = None,
             idempotency: store.Idempotency | None = None,
             within: Callable[[dict[str, d.Cart]], None] | None = None,
+            after_commit: Callable[[dict[str, d.Cart]], None] | None = None,
             **kwargs: Any,
         ) -> Any:
             key = cart_key(cart_id)
@@ -545,6 +551,7 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
                 command_id=command_id,
                 idempotency=idempotency,
                 within=within,
+                after_commit=after_commit,
             )
             return states[key]
 
@@ -561,6 +568,30 @@ def evict(cart_id: str, idle_before_ms: int | None = None) -> bool:
         return bool(_cache("evict", str(cart_id), idle_before_ms))
     except c.CacheUnavailable:
         return False
+
+
+def idle_carts(before_ms: int, limit: int) -> list[str]:
+    """Carts in memory not used since `before_ms` (ms since the epoch), oldest first."""
+    try:
+        return list(_cache("idle", before_ms, limit))
+    except c.CacheUnavailable:
+        return []
+
+
+def last_seen(cart_ids: Iterable[str]) -> dict[str, int]:
+    """When each cart was last used in memory (ms since the epoch), where known."""
+    try:
+        return dict(_cache("last_seen", [str(i) for i in cart_ids]))
+    except c.CacheUnavailable:
+        return {}
+
+
+def in_memory_count() -> int | None:
+    """How many carts are in memory (None if the cache can not say)."""
+    try:
+        return int(_cache("count"))
+    except c.CacheUnavailable:
+        return None
 
 
 def peek(cart_ids: Iterable[str]) -> dict[str, d.Cart | None]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -262,9 +264,22 @@ def checkout(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     return _mutate(key, d.Checkout(timezone.now(), products), as_user, within=take_stock, **door)
 
 
-def expire_cart(cart_id: Any) -> Cart:
-    """Mark an abandoned cart expired (idempotent: a cart no longer open is left alone)."""
-    return _mutate(cart_id, d.Expire(timezone.now()), ANYONE)
+def expire_cart(
+    cart_id: Any,
+    *,
+    idle_since: datetime | None = None,
+    on_expired: Callable[[Cart], None] | None = None,
+) -> Cart:
+    """Mark an abandoned cart expired. Idempotent: a cart no longer open is left alone, and
+    with `idle_since`, so is a cart changed after that instant. `on_expired(cart)` runs
+    only in the call that expired it (once per cart, however many sweeps race)."""
+    key = cart_key(cart_id)
+
+    def expired(states: dict[str, Cart]) -> None:
+        if on_expired is not None:
+            on_expired(states[key])
+
+    return _mutate(key, d.Expire(timezone.now(), idle_since), ANYONE, after_commit=expired)
 
 
 def merge_carts(source_id: Any, target_id: Any, *, idempotency: Idempotency | None = None) -> Cart:

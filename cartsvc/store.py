@@ -513,3 +513,83 @@ def lines_of(cart_id: str) -> list[dict[str, Any]]:
 
 def money_str(value: Decimal) -> str:
     return str(d.money(value))
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def fold_activity(seen_ms: dict[str, int]) -> int:
+    """Move read activity recorded in memory into last_activity_at, never backwards.
+    One statement for the whole batch."""
+    if not seen_ms:
+        return 0
+    rows = [(cart_id, _from_ms(ms)) for cart_id, ms in seen_ms.items()]
+    table = Cart._meta.db_table
+    if connection.vendor == "postgresql":
+        sql = (
+            f"UPDATE {table} c SET last_activity_at = x.seen FROM (VALUES "
+            + ", ".join(["(%s::uuid, %s::timestamptz)"] * len(rows))
+            + ") AS x(id, seen) WHERE c.id = x.id AND c.last_activity_at < x.seen"
+        )
+        params = [value for row in rows for value in row]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+    updated = 0
+    with transaction.atomic():
+        for cart_id, seen in rows:
+            updated += Cart.objects.filter(id=cart_id, last_activity_at__lt=seen).update(
+                last_activity_at=seen
+            )
+    return updated
+
+
+def _from_ms(ms: int) -> datetime:
+    from datetime import UTC
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def snapshot_versions(cart_ids: list[str]) -> dict[str, int]:
+    """The latest snapshot version of each cart (carts without one are left out)."""
+    from django.db.models import Max
+
+    rows = (
+        CartSnapshot.objects.filter(cart_id__in=cart_ids)
+        .values("cart_id")
+        .annotate(latest=Max("version"))
+        .values_list("cart_id", "latest")
+    )
+    return {str(cart_id): latest for cart_id, latest in rows}
+
+
+def write_snapshots(states: list[d.Cart], now: datetime) -> int:
+    """Snapshot these states (already-present versions are skipped, so a sweep run twice
+    writes each snapshot once)."""
+    created = CartSnapshot.objects.bulk_create(
+        [
+            CartSnapshot(
+                cart_id=state.id,
+                version=state.version,
+                schema=STATE_SCHEMA,
+                state=state_to_dict(state),
+                created_at=now,
+            )
+            for state in states
+        ],
+        ignore_conflicts=True,
+    )
+    return len(created)
+
+
+def abandoned_candidates(idle_since: datetime, limit: int, after_id: str | None) -> list[str]:
+    """Open carts untouched since `idle_since`, in id order, after `after_id` (keyset)."""
+    rows = Cart.objects.filter(status=d.OPEN, last_activity_at__lt=idle_since)
+    if after_id is not None:
+        rows = rows.filter(id__gt=after_id)
+    return [str(i) for i in rows.order_by("id").values_list("id", flat=True)[:limit]]
+
+
+def purge_idempotency_keys(older_than: datetime) -> int:
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=older_than).delete()
+    return deleted
