@@ -67,6 +67,13 @@ class ImageStore(Protocol):
         """Release the lock: mode "set" publishes the new state, "keep" leaves the entry,
         "drop" removes it. Without the lock, "set"/"drop" invalidate instead."""
 
+    def claim_many(self, cart_ids: list[str], token: str, claim_ms: int) -> list[tuple] | None:
+        """For bulk warming: per cart (HIT, version) | (CLAIMED, gen) | (BUSY,) | (FILLING,);
+        None when there is no lease. Claim tokens are f"{token}:{position + 2}"."""
+
+    def fill_many(self, items: list[tuple[str, str, str, int, bytes]], keep_ms: int) -> list[bool]:
+        """`fill` for many (cart_id, gen, token, version, payload) at once."""
+
     def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
         """Remove an entry unless a writer holds it or it was used after idle_before_ms."""
 
@@ -102,9 +109,24 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # Every script that changes an entry gets the control hash as KEYS[1] and the payload string
 # as KEYS[2]. The hash holds only short fields, so Redis keeps it in its compact encoding.
 
+# The miss path, shared by READ and CLAIM_MANY: a live claim by another reader means wait;
+# otherwise claim the rehydration and return the generation the fill must still find.
+_CLAIM_FN = """
+local function claim(ctl, token, claim_ms)
+  local c = redis.call('HMGET', ctl, 'r', 'rx', 'g')
+  if c[1] and tonumber(c[2]) > now then return {4} end
+  local g = c[3] or token
+  redis.call('HSET', ctl, 'g', g, 'r', token, 'rx', now + claim_ms)
+  -- an empty claim lives briefly: unknown ids must not pile up in memory
+  if redis.call('HEXISTS', ctl, 'v') == 0 then redis.call('PEXPIRE', ctl, claim_ms * 5) end
+  return {1, g}
+end
+"""
+
 # KEYS: ctl, data, lease, seen   ARGV: id, token, claim_ms, keep_ms, known version
 _READ = (
     _NOW
+    + _CLAIM_FN
     + """
 if redis.call('EXISTS', KEYS[3]) == 0 then return {3} end
 local h = redis.call('HMGET', KEYS[1], 'v', 'm', 'mx', 's')
@@ -130,43 +152,99 @@ if h[1] then
   end
   redis.call('HDEL', KEYS[1], 'v')  -- the payload was evicted on its own: a miss
 end
-local c = redis.call('HMGET', KEYS[1], 'r', 'rx', 'g')
-if c[1] and tonumber(c[2]) > now then return {4} end
-local g = c[3] or ARGV[2]
-redis.call('HSET', KEYS[1], 'g', g, 'r', ARGV[2], 'rx', now + tonumber(ARGV[3]))
--- an empty claim lives briefly: unknown ids must not pile up in memory
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 5)
-return {1, g}
+return claim(KEYS[1], ARGV[2], tonumber(ARGV[3]))
 """.replace("SEEN_EVERY_MS", str(SEEN_EVERY_MS))
 )
+
+# KEYS: lease, then ctl of each cart   ARGV: token, claim_ms
+# Per cart: {0, version} already cached | {1, gen} claimed | {2} write in flight | {4} filling
+_CLAIM_MANY = (
+    _NOW
+    + _CLAIM_FN
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {3} end
+local out = {}
+for i = 2, #KEYS do
+  local ctl = KEYS[i]
+  local h = redis.call('HMGET', ctl, 'v', 'm', 'mx')
+  if h[2] and tonumber(h[3]) > now then
+    out[#out + 1] = {2}
+  else
+    if h[2] then
+      -- a dead writer's lock: its entry can not be trusted (the payload key goes too, by
+      -- name: the control key with ':c:' replaced by ':d:')
+      redis.call('HDEL', ctl, 'v', 'm', 'mx')
+      redis.call('DEL', (string.gsub(ctl, ':c:([^:]*)$', ':d:%1')))
+      redis.call('HSET', ctl, 'g', ARGV[1] .. ':' .. i)
+      h[1] = false
+    end
+    if h[1] then
+      out[#out + 1] = {0, h[1]}
+    else
+      out[#out + 1] = claim(ctl, ARGV[1] .. ':' .. i, tonumber(ARGV[2]))
+    end
+  end
+end
+return out
+"""
+)
+
+# Store a rehydrated state only if the generation is the one claimed, no writer holds the
+# lock, the lease stands and nothing as new is cached. Shared by FILL and FILL_MANY.
+_FILL_FN = """
+local function fill(ctl, data, seen, leased, id, gen, token, version, payload, keep)
+  local h = redis.call('HMGET', ctl, 'v', 'g', 'm', 'mx', 'r')
+  local mine = h[5] == token
+  if h[3] then
+    if tonumber(h[4]) <= now then
+      redis.call('HDEL', ctl, 'v', 'm', 'mx', 'r', 'rx')
+      redis.call('DEL', data)
+      redis.call('HSET', ctl, 'g', token)
+    elseif mine then
+      redis.call('HDEL', ctl, 'r', 'rx')
+    end
+    return 0
+  end
+  if h[2] ~= gen or not leased or (h[1] and tonumber(h[1]) >= tonumber(version)) then
+    if mine then redis.call('HDEL', ctl, 'r', 'rx') end
+    return 0
+  end
+  redis.call('HSET', ctl, 'v', version, 's', now)
+  redis.call('SET', data, payload, 'PX', keep)
+  if mine then redis.call('HDEL', ctl, 'r', 'rx') end
+  redis.call('PEXPIRE', ctl, keep)
+  redis.call('ZADD', seen, now, id)
+  return 1
+end
+"""
 
 # KEYS: ctl, data, seen, lease   ARGV: id, gen, token, version, payload, keep_ms
 _FILL = (
     _NOW
+    + _FILL_FN
     + """
-local h = redis.call('HMGET', KEYS[1], 'v', 'g', 'm', 'mx', 'r')
-local mine = h[5] == ARGV[3]
-if h[3] then
-  if tonumber(h[4]) <= now then
-    redis.call('HDEL', KEYS[1], 'v', 'm', 'mx', 'r', 'rx')
-    redis.call('DEL', KEYS[2])
-    redis.call('HSET', KEYS[1], 'g', ARGV[3])
-  elseif mine then
-    redis.call('HDEL', KEYS[1], 'r', 'rx')
-  end
-  return 0
+local leased = redis.call('EXISTS', KEYS[4]) == 1
+return fill(KEYS[1], KEYS[2], KEYS[3], leased, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
+            ARGV[6])
+"""
+)
+
+# KEYS: seen, lease, then (ctl, data) per cart   ARGV: keep_ms, then (id, gen, token, version,
+# payload) per cart. Returns how many were stored, then 1/0 per cart.
+_FILL_MANY = (
+    _NOW
+    + _FILL_FN
+    + """
+local leased = redis.call('EXISTS', KEYS[2]) == 1
+local out, stored = {}, 0
+for i = 0, (#KEYS - 2) / 2 - 1 do
+  local a = 2 + i * 5
+  local ok = fill(KEYS[3 + i * 2], KEYS[4 + i * 2], KEYS[1], leased, ARGV[a], ARGV[a + 1],
+                  ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[1])
+  stored = stored + ok
+  out[#out + 1] = ok
 end
-if h[2] ~= ARGV[2] or redis.call('EXISTS', KEYS[4]) == 0
-   or (h[1] and tonumber(h[1]) >= tonumber(ARGV[4])) then
-  if mine then redis.call('HDEL', KEYS[1], 'r', 'rx') end
-  return 0
-end
-redis.call('HSET', KEYS[1], 'v', ARGV[4], 's', now)
-redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
-if mine then redis.call('HDEL', KEYS[1], 'r', 'rx') end
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('ZADD', KEYS[3], now, ARGV[1])
-return 1
+return {stored, out}
 """
 )
 
@@ -280,6 +358,8 @@ class RedisStore:
         self._evict = client.register_script(_EVICT)
         self._reconcile_begin = client.register_script(_RECONCILE_BEGIN)
         self._reconcile_end = client.register_script(_RECONCILE_END)
+        self._claim_many = client.register_script(_CLAIM_MANY)
+        self._fill_many = client.register_script(_FILL_MANY)
 
     def key(self, cart_id: str) -> str:
         """The entry's control hash."""
@@ -320,6 +400,22 @@ class RedisStore:
         keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key]
         args = [cart_id, token, mode, version, payload, keep_ms]
         return bool(self._call(self._settle, keys, args))
+
+    def claim_many(self, cart_ids: list[str], token: str, claim_ms: int) -> list[tuple] | None:
+        keys = [self.lease_key, *(self.key(cart_id) for cart_id in cart_ids)]
+        result = self._call(self._claim_many, keys, [token, claim_ms])
+        if result and not isinstance(result[0], list):
+            return None  # no lease
+        return [tuple(item) for item in result]
+
+    def fill_many(self, items: list[tuple[str, str, str, int, bytes]], keep_ms: int) -> list[bool]:
+        keys = [self.seen_key, self.lease_key]
+        args: list[Any] = [keep_ms]
+        for cart_id, gen, token, version, payload in items:
+            keys += [self.key(cart_id), self.data_key(cart_id)]
+            args += [cart_id, gen, token, version, payload]
+        _stored, flags = self._call(self._fill_many, keys, args)
+        return [bool(flag) for flag in flags]
 
     def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
         keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key]
@@ -556,6 +652,40 @@ class EmbeddedStore:
             return True
 
         return self._tx(op)
+
+    def claim_many(self, cart_ids: list[str], token: str, claim_ms: int) -> list[tuple] | None:
+        def op(conn: sqlite3.Connection, now: int) -> list[tuple] | None:
+            if not self._lease(conn, now):
+                return None
+            out: list[tuple] = []
+            for position, cart_id in enumerate(cart_ids, start=2):
+                mine = f"{token}:{position}"
+                h = self._get(conn, cart_id, now) or {}
+                if h.get("m"):
+                    if h["mx"] > now:
+                        out.append((BUSY,))
+                        continue
+                    h.update(v=None, d=None, m=None, mx=None, g=mine)
+                if h.get("v") is not None:
+                    out.append((HIT, h["v"]))
+                    continue
+                if h.get("r") and h["rx"] > now:
+                    out.append((FILLING,))
+                    continue
+                h.update(
+                    g=h.get("g") or mine, r=mine, rx=now + claim_ms, keep_until=now + claim_ms * 5
+                )
+                self._put(conn, cart_id, h)
+                out.append((CLAIMED, h["g"]))
+            return out
+
+        return self._tx(op)
+
+    def fill_many(self, items: list[tuple[str, str, str, int, bytes]], keep_ms: int) -> list[bool]:
+        return [
+            self.fill(cart_id, gen, token, version, payload, keep_ms)
+            for cart_id, gen, token, version, payload in items
+        ]
 
     def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
         def op(conn: sqlite3.Connection, now: int) -> bool:

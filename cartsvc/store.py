@@ -84,25 +84,34 @@ def _options(raw: Any) -> d.Options:
     return tuple((str(k), str(v)) for k, v in raw)
 
 
-def load_from_rows(cart_id: str) -> d.Cart | None:
-    """Header + lines: two queries whatever the history length."""
-    header = Cart.objects.filter(id=cart_id).values_list(*_HEADER_FIELDS).first()
-    if header is None:
-        return None
+_LINE_FIELDS = (
+    "line_rows__line_id",
+    "line_rows__sku",
+    "line_rows__name",
+    "line_rows__options",
+    "line_rows__quantity",
+    "line_rows__unit_price",
+    "line_rows__saved",
+)
+
+
+def _state_from_joined(cart_id: str, rows: list[tuple[Any, ...]]) -> d.Cart:
+    """One cart from header columns joined with its line rows (header repeated per line)."""
     (status, currency, owner_id, version, next_line_id, dcode, dkind, dvalue, merged, ca, ua) = (
-        header
+        rows[0][:11]
     )
     lines, saved = [], []
-    for line_id, sku, name, opts, qty, price, is_saved in (
-        CartLine.objects.filter(cart_id=cart_id)
-        .order_by("line_id")
-        .values_list("line_id", "sku", "name", "options", "quantity", "unit_price", "saved")
-    ):
+    for row in rows:
+        line_id, sku, name, opts, qty, price, is_saved = row[11:]
+        if line_id is None:
+            continue  # a cart without lines: the LEFT JOIN's single empty row
+        if isinstance(opts, str):
+            opts = orjson.loads(opts)
         (saved if is_saved else lines).append(
             d.Line(line_id, sku, name, _options(opts), qty, price)
         )
     return d.Cart(
-        id=str(cart_id),
+        id=cart_id,
         version=version,
         status=status,
         currency=currency,
@@ -115,6 +124,19 @@ def load_from_rows(cart_id: str) -> d.Cart | None:
         updated_at=ua,
         merged_into=str(merged) if merged else None,
     )
+
+
+def load_from_rows(cart_id: str) -> d.Cart | None:
+    """Header and lines in ONE query (one snapshot of the database: never a header of one
+    version with the lines of another), whatever the history length."""
+    rows = list(
+        Cart.objects.filter(id=cart_id)
+        .order_by("line_rows__line_id")
+        .values_list(*_HEADER_FIELDS, *_LINE_FIELDS)
+    )
+    if not rows:
+        return None
+    return _state_from_joined(str(cart_id), rows)
 
 
 def _replay(cart: d.Cart | None, rows: Any) -> d.Cart | None:
@@ -593,3 +615,101 @@ def abandoned_candidates(idle_since: datetime, limit: int, after_id: str | None)
 def purge_idempotency_keys(older_than: datetime) -> int:
     deleted, _ = IdempotencyKey.objects.filter(created_at__lt=older_than).delete()
     return deleted
+
+
+# ---------------------------------------------------------------- bulk (warm, verify)
+
+_BULK_SQL = (
+    "SELECT c.id, c.status, c.currency, c.owner_id, c.version, c.next_line_id,"
+    " c.discount_code, c.discount_kind, c.discount_value, c.merged_into, c.created_at,"
+    " c.updated_at, l.line_id, l.sku, l.name, l.options, l.quantity, l.unit_price, l.saved"
+    " FROM cartsvc_cart c LEFT JOIN cartsvc_cartline l ON l.cart_id = c.id"
+    " WHERE c.id = ANY(%s) ORDER BY c.id, l.line_id"
+)
+
+
+def active_ids(since: datetime | None, after_id: str | None, limit: int) -> list[str]:
+    """Carts active since `since`, in id order after `after_id` (keyset): one query."""
+    rows = Cart.objects.all()
+    if since is not None:
+        rows = rows.filter(last_activity_at__gte=since)
+    if after_id is not None:
+        rows = rows.filter(id__gt=after_id)
+    return [str(i) for i in rows.order_by("id").values_list("id", flat=True)[:limit]]
+
+
+def load_many_from_rows(cart_ids: list[str]) -> dict[str, d.Cart]:
+    """Many carts, headers joined with lines: one query for the whole batch."""
+    if not cart_ids:
+        return {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_BULK_SQL, [cart_ids])
+            rows = cursor.fetchall()
+    else:
+        rows = list(
+            Cart.objects.filter(id__in=cart_ids)
+            .order_by("id", "line_rows__line_id")
+            .values_list("id", *_HEADER_FIELDS, *_LINE_FIELDS)
+        )
+    states: dict[str, d.Cart] = {}
+    start = 0
+    for end in range(1, len(rows) + 1):
+        if end == len(rows) or rows[end][0] != rows[start][0]:
+            cart_id = str(rows[start][0])
+            states[cart_id] = _state_from_joined(cart_id, [row[1:] for row in rows[start:end]])
+            start = end
+    return states
+
+
+def replay_all(cart_id: str) -> tuple[d.Cart | None, list[int]]:
+    """The fold of every event (no snapshot), and the versions found in the log."""
+    rows = list(_event_rows(cart_id, 0))
+    return _replay(None, rows), [row[0] for row in rows]
+
+
+def rebuild_rows(cart_id: str) -> d.Cart | None:
+    """Repair: rewrite the cart's header and line rows from its event log, in one
+    transaction. The log is the truth; nothing is appended to it."""
+    cart, _versions = replay_all(cart_id)
+    if cart is None:
+        return None
+    with transaction.atomic():
+        Cart.objects.select_for_update().filter(id=cart_id).first()
+        cart, _versions = replay_all(cart_id)
+        assert cart is not None
+        header = _header_values(cart, timezone_now())
+        del header["last_activity_at"]
+        Cart.objects.filter(id=cart_id).update(**header)
+        CartLine.objects.filter(cart_id=cart_id).delete()
+        _write_lines(cart_id, cart)
+    return cart
+
+
+def timezone_now() -> datetime:
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def _write_lines(cart_id: str, cart: d.Cart) -> None:
+    CartLine.objects.bulk_create(
+        CartLine(
+            cart_id=cart_id,
+            line_id=line.id,
+            sku=line.sku,
+            name=line.name,
+            options=[list(p) for p in line.options],
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            saved=saved,
+        )
+        for line, saved in _rows(cart).values()
+    )
+
+
+def all_cart_ids(after_id: str | None, limit: int) -> list[str]:
+    rows = Cart.objects.all()
+    if after_id is not None:
+        rows = rows.filter(id__gt=after_id)
+    return [str(i) for i in rows.order_by("id").values_list("id", flat=True)[:limit]]
