@@ -13,7 +13,7 @@ BENCH_REDIS_URL ?= redis://127.0.0.1:6379/12
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench venv services clean
+.PHONY: run test lint bench venv services chromium clean
 
 venv: $(STAMP)
 
@@ -31,12 +31,17 @@ run: venv
 services:
 	@scripts/ensure_services.sh
 
+# The browser tests drive Debian's chromium (CI runs as root on Debian).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 # The whole suite on real PostgreSQL + Redis, then the service contract on the embedded default.
-test: venv services lint
+test: venv services chromium lint
 	DATABASE_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) CART_KEY_PREFIX=t$$$$ \
 	  $(VENV)/bin/pytest -p no:cacheprovider
 	env -u DATABASE_URL -u REDIS_URL CART_VAR_DIR=$$(mktemp -d) \
