@@ -86,6 +86,12 @@ class ImageStore(Protocol):
     def peek(self, cart_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
         """Cached (version, payload) per cart, without side effects."""
 
+    def locked(self, cart_id: str) -> bool:
+        """Whether a live writer lock is on the cart."""
+
+    def present(self, cart_ids: list[str]) -> list[str]:
+        """The carts among these that have a cached state."""
+
     def idle(self, before_ms: int, limit: int) -> list[str]:
         """Cart ids in memory not accessed since before_ms, oldest first."""
 
@@ -449,6 +455,24 @@ class RedisStore:
             if v is not None and d is not None
         }
 
+    def locked(self, cart_id: str) -> bool:
+        try:
+            token, expires = self.client.hmget(self.key(cart_id), "m", "mx")
+            now = self.client.time()
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return token is not None and int(expires) > now[0] * 1000 + now[1] // 1000
+
+    def present(self, cart_ids: list[str]) -> list[str]:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for cart_id in cart_ids:
+                pipe.hexists(self.key(cart_id), "v")
+            flags = pipe.execute()
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return [cart_id for cart_id, flag in zip(cart_ids, flags, strict=True) if flag]
+
     def idle(self, before_ms: int, limit: int) -> list[str]:
         try:
             ids = self.client.zrangebyscore(self.seen_key, "-inf", before_ms, start=0, num=limit)
@@ -736,6 +760,24 @@ class EmbeddedStore:
                 h = self._get(conn, cart_id, now)
                 if h and h["v"] is not None:
                     found[cart_id] = (h["v"], h["d"])
+            return found
+
+        return self._tx(op)
+
+    def locked(self, cart_id: str) -> bool:
+        def op(conn: sqlite3.Connection, now: int) -> bool:
+            h = self._get(conn, cart_id, now)
+            return bool(h and h["m"] and h["mx"] > now)
+
+        return self._tx(op)
+
+    def present(self, cart_ids: list[str]) -> list[str]:
+        def op(conn: sqlite3.Connection, now: int) -> list[str]:
+            found = []
+            for cart_id in cart_ids:
+                h = self._get(conn, cart_id, now)
+                if h and h["v"] is not None:
+                    found.append(cart_id)
             return found
 
         return self._tx(op)

@@ -366,6 +366,8 @@ class MergeLines(Command):
     """Take another cart's lines into this one: quantities add, limits hold (capped)."""
 
     lines: tuple[Line, ...] = field(default=())
+    # The other cart's discount, taken over when this cart has none.
+    discount: Discount | None = None
 
 
 # ---------------------------------------------------------------- decide
@@ -563,6 +565,13 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
                 )
             events.append(event)
             state = apply(state, event)
+        incoming_discount = command.discount
+        if incoming_discount is not None and state.discount is None:
+            events.append(
+                DiscountApplied(
+                    at, incoming_discount.code, incoming_discount.kind, incoming_discount.value
+                )
+            )
         return events
 
     raise TypeError(f"unknown command {type(command).__name__}")

@@ -39,6 +39,7 @@ from cartsvc.events import CodecError, dump_state, load_state
 log = logging.getLogger("cartsvc.image")
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 # Test hooks: name -> callable, run at named points of the protocol (see tests/faults).
 HOOKS: dict[str, Callable[..., None]] = {}
@@ -570,6 +571,79 @@ def evict(cart_id: str, idle_before_ms: int | None = None) -> bool:
         return False
 
 
+def exclusive(cart_id: str, fn: Callable[[], T]) -> T:
+    """Run `fn` holding the cart's writer lock (no writer can commit meanwhile); the entry
+    is dropped afterwards, so the next read loads what `fn` left in the database."""
+    locks = _Locks(_token())
+    locks.take([cart_id])
+    try:
+        return fn()
+    finally:
+        locks.settle("drop")
+        _states.pop(cart_id, None)
+
+
+def write_in_flight(cart_id: str) -> bool:
+    """Whether a writer holds the cart's lock right now."""
+    try:
+        return bool(_cache("locked", str(cart_id)))
+    except c.CacheUnavailable:
+        return False
+
+
+def in_memory(cart_ids: Iterable[str]) -> set[str]:
+    """Which of these carts have a cached state (one pipelined call)."""
+    try:
+        return set(_cache("present", [str(i) for i in cart_ids]))
+    except c.CacheUnavailable:
+        return set()
+
+
+def rehydrate(cart_id: str) -> d.Cart:
+    """Drop the cart's entry and load it again from the database now."""
+    evict(cart_id)
+    _states.pop(cart_id, None)
+    return read_cart(cart_id)
+
+
+def warm(cart_ids: list[str]) -> tuple[int, int, int]:
+    """Load many carts into memory with the same claim/fill protocol as a single read:
+    claim all (one call), load the claimed ones (one query), fill (one call). Returns
+    (warmed, already warm or being written, failed). Never overwrites a newer entry."""
+    if not cart_ids:
+        return 0, 0, 0
+    token = _token()
+    try:
+        claims = _cache("claim_many", cart_ids, token, 10_000)
+        if claims is None and reconcile():
+            claims = _cache("claim_many", cart_ids, token, 10_000)
+    except c.CacheUnavailable:
+        return 0, 0, len(cart_ids)
+    if claims is None:
+        return 0, 0, len(cart_ids)
+    claimed = {
+        cart_id: (claim[1], f"{token}:{position}")
+        for position, (cart_id, claim) in enumerate(zip(cart_ids, claims, strict=True), start=2)
+        if claim[0] == c.CLAIMED
+    }
+    already = len(cart_ids) - len(claimed)
+    states = store.load_many_from_rows(list(claimed))
+    _hook("before_warm_fill", states=states)
+    failed = len(claimed) - len(states)  # claimed but gone from the database
+    items = [
+        (cart_id, gen, claim_token, states[cart_id].version, dump_state(states[cart_id]))
+        for cart_id, (gen, claim_token) in claimed.items()
+        if cart_id in states
+    ]
+    try:
+        flags = _cache("fill_many", items, _keep_ms()) if items else []
+    except c.CacheUnavailable:
+        return 0, already, failed + len(items)
+    warmed = sum(flags)
+    metrics.inc("rehydrations", warmed, source="warm")
+    return warmed, already + len(items) - warmed, failed
+
+
 def idle_carts(before_ms: int, limit: int) -> list[str]:
     """Carts in memory not used since `before_ms` (ms since the epoch), oldest first."""
     try:
@@ -597,11 +671,13 @@ def in_memory_count() -> int | None:
 def peek(cart_ids: Iterable[str]) -> dict[str, d.Cart | None]:
     """What memory holds for these carts right now, without touching them (None: bad entry)."""
     found: dict[str, d.Cart | None] = {}
-    for cart_id, (_version, payload) in _cache("peek", [str(i) for i in cart_ids]).items():
+    for cart_id, (version, payload) in _cache("peek", [str(i) for i in cart_ids]).items():
         try:
-            found[cart_id] = load_state(payload, cart_id)
+            state = load_state(payload, cart_id)
         except CodecError:
-            found[cart_id] = None
+            state = None
+        # An entry whose payload is not at the version its control hash claims is corrupt.
+        found[cart_id] = state if state is not None and state.version == version else None
     return found
 
 

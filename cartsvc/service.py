@@ -9,9 +9,11 @@ commands, the admin) leave `as_user` out.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,12 +22,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from cartsvc import domain as d
-from cartsvc import image, store
+from cartsvc import image, store, verify
 from cartsvc.catalog import catalog
 from cartsvc.conf import conf
 from cartsvc.domain import Cart, DomainError
 from cartsvc.image import cart_key, safe_process_action
 from cartsvc.store import Idempotency
+from cartsvc.verify import Mismatch
 
 __all__ = [
     "ANYONE",
@@ -296,17 +299,25 @@ def merge_carts(source_id: Any, target_id: Any, *, idempotency: Idempotency | No
         if src.status != d.OPEN:
             raise d.CartNotOpen(f"source cart is {src.status}")
         return {
-            target: d.decide(tgt, d.MergeLines(at, src.lines), limits()),
+            target: d.decide(tgt, d.MergeLines(at, src.lines, src.discount), limits()),
             source: d.decide(src, d.MarkMerged(at, target), limits()),
         }
 
     return image.execute([target, source], decide, idempotency=idempotency)[target]
 
 
-def cart_for_user(user_id: int) -> Cart | None:
-    """The user's open cart, if they have one."""
+def cart_for_user(user_id: int, *, create: bool = False) -> Cart | None:
+    """The user's open cart; with `create`, opened if they have none (two racing first
+    requests of one user still get one cart: they are serialized on the user's row)."""
     found = store.find_open_cart(user_id)
-    return get_cart(found) if found else None
+    if found or not create:
+        return get_cart(found) if found else None
+    from django.contrib.auth import get_user_model
+
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=user_id).first()
+        found = store.find_open_cart(user_id)
+        return get_cart(found) if found else open_cart(owner_id=user_id)
 
 
 def merge_on_login(session_cart_id: Any, user_id: int) -> Cart | None:
@@ -352,3 +363,196 @@ def cart_at(cart_id: Any, version: int) -> Cart:
     if cart is None:
         raise d.NotFound("cart not found")
     return cart
+
+
+# ---------------------------------------------------------------- health (for /healthz)
+
+
+def _probe(check: Callable[[], dict[str, Any]], errors: tuple[type[BaseException], ...]) -> dict:
+    import logging
+    import time
+
+    started = time.perf_counter()
+    try:
+        found = check()
+    except errors as exc:
+        # The class name only: messages may name hosts and users, and /healthz is public.
+        logging.getLogger("cartsvc.health").warning("health probe failed: %r", exc)
+        return {"ok": False, "state": "down", "error": type(exc).__name__}
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    return {"ok": True, "state": "up", "ms": ms, **found}
+
+
+def _check_database() -> dict[str, Any]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return {"vendor": connection.vendor}
+
+
+class _CacheDown(Exception):
+    """The cache did not answer (the image logs and counts the cause)."""
+
+
+def _check_cache() -> dict[str, Any]:
+    # One round trip through the image's store, with its short timeouts; a cache that
+    # failed a moment ago is not asked again until the image's breaker lets it be.
+    count = image.in_memory_count()
+    if count is None:
+        raise _CacheDown("no answer from the cache")
+    return {"backend": conf.BACKEND, "carts_in_memory": count}
+
+
+def _check_broker() -> dict[str, Any]:
+    from django.conf import settings
+    from kombu import Connection
+
+    url = settings.CELERY_BROKER_URL
+    options = dict(getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {})
+    if url.startswith(("redis:", "rediss:")):
+        # The configured timeouts, but never more than a second for a probe.
+        options = {
+            **options,
+            "socket_timeout": min(float(options.get("socket_timeout") or 1), 1.0),
+            "socket_connect_timeout": min(float(options.get("socket_connect_timeout") or 1), 1.0),
+        }
+    timeout = min(float(getattr(settings, "CELERY_BROKER_CONNECTION_TIMEOUT", 1) or 1), 1.0)
+    with Connection(url, connect_timeout=timeout, transport_options=options) as broker:
+        broker.ensure_connection(max_retries=0, timeout=1)
+        return {"transport": broker.transport_cls}
+
+
+def health() -> dict[str, Any]:
+    """Probe the database, the cache and the broker now, each with a short timeout.
+
+    `status` is "down" when the database can not be reached (nothing works without it),
+    "degraded" when the cache or the broker can not (carts still work, more slowly, and
+    sweeps wait), else "ok". Each part: {"ok", "state": "up" | "down" | "not configured",
+    "ms" | "error" (an exception class name), ...}.
+    """
+    from django.conf import settings
+    from django.db import Error as DatabaseDriverError
+    from kombu.exceptions import KombuError
+
+    database = _probe(_check_database, (DatabaseDriverError,))
+    cache = _probe(_check_cache, (_CacheDown,))
+    if getattr(settings, "CELERY_BROKER_URL", None):
+        # ImportError: the URL names a transport whose library is not installed.
+        broker = _probe(_check_broker, (KombuError, OSError, ImportError))
+    else:
+        broker = {"ok": None, "state": "not configured"}
+    if not database["ok"]:
+        status = "down"
+    elif cache["ok"] is False or broker["ok"] is False:
+        status = "degraded"
+    else:
+        status = "ok"
+    return {"status": status, "database": database, "cache": cache, "broker": broker}
+
+
+# ---------------------------------------------------------------- operating the image
+
+
+def memory_image(cart_id: Any) -> Cart | None:
+    """What memory holds for this cart right now (None: not in memory), untouched."""
+    key = cart_key(cart_id)
+    return image.peek([key]).get(key)
+
+
+def in_memory(cart_ids: list[Any]) -> set[str]:
+    """Which of these carts are in memory (one pipelined cache call)."""
+    return image.in_memory([cart_key(i) for i in cart_ids])
+
+
+def evict_cart(cart_id: Any) -> bool:
+    """Take a cart out of memory (it is rehydrated on the next read)."""
+    return image.evict(cart_key(cart_id))
+
+
+def rehydrate_cart(cart_id: Any) -> Cart:
+    """Reload a cart into memory from the database now."""
+    return image.rehydrate(cart_key(cart_id))
+
+
+def rebuild_rows(cart_id: Any) -> Cart:
+    """Repair: rewrite a cart's rows from its event log (the truth), under its lock."""
+    key = cart_key(cart_id)
+    rebuilt = image.exclusive(key, lambda: store.rebuild_rows(key))
+    if rebuilt is None:
+        raise d.NotFound("cart not found")
+    return rebuilt
+
+
+def verify_carts(cart_ids: list[Any] | None = None, batch: int = 500) -> Iterator[Mismatch]:
+    """Every disagreement between rows, events, snapshots and memory (all carts if None)."""
+    if cart_ids is not None:
+        for cart_id in cart_ids:
+            try:
+                key = cart_key(cart_id)
+            except d.NotFound:
+                yield Mismatch(str(cart_id), "id", "not a cart id")
+                continue
+            if store.load_from_rows(key) is None and not store.replay_all(key)[1]:
+                yield Mismatch(key, "id", "no such cart")
+                continue
+            yield from verify.verify_cart(key)
+        return
+    after = None
+    while ids := store.all_cart_ids(after, batch):
+        for key in ids:
+            yield from verify.verify_cart(key)
+        after = ids[-1]
+
+
+@dataclass
+class WarmResult:
+    warmed: int = 0
+    already: int = 0
+    failed: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        rate = self.seen / self.seconds if self.seconds else 0.0
+        return (
+            f"warmed {self.warmed}, already warm {self.already}, failed {self.failed} "
+            f"in {self.seconds:.2f} s ({rate:,.0f} carts/s)"
+        )
+
+
+def warm_carts(
+    *,
+    active_within: float | None = None,
+    limit: int | None = None,
+    batch_size: int = 1000,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> WarmResult:
+    """Load carts active in the window into memory in batches: a constant number of queries
+    per batch, one cache call to claim and one to fill, never over a newer entry."""
+    started = time.monotonic()
+    since = timezone.now() - timedelta(seconds=active_within) if active_within else None
+    result, after = WarmResult(), None
+    while limit is None or result.seen < limit:
+        size = batch_size if limit is None else min(batch_size, limit - result.seen)
+        ids = store.active_ids(since, after, size)
+        if not ids:
+            break
+        after = ids[-1]
+        if not dry_run:
+            warmed, already, failed = image.warm(ids)
+            result.warmed += warmed
+            result.already += already
+            result.failed += failed
+        result.seen += len(ids)
+        if progress is not None:
+            progress(len(ids))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def count_active(active_within: float | None = None) -> int:
+    """How many carts were active in the window (for a progress bar's total)."""
+    since = timezone.now() - timedelta(seconds=active_within) if active_within else None
+    return store.count_active(since)

@@ -713,3 +713,10 @@ def all_cart_ids(after_id: str | None, limit: int) -> list[str]:
     if after_id is not None:
         rows = rows.filter(id__gt=after_id)
     return [str(i) for i in rows.order_by("id").values_list("id", flat=True)[:limit]]
+
+
+def count_active(since: datetime | None) -> int:
+    rows = Cart.objects.all()
+    if since is not None:
+        rows = rows.filter(last_activity_at__gte=since)
+    return rows.count()
