@@ -196,9 +196,10 @@ return out
 )
 
 # Store a rehydrated state only if the generation is the one claimed, no writer holds the
-# lock, the lease stands and nothing as new is cached. Shared by FILL and FILL_MANY.
+# lock and nothing as new is cached. Shared by FILL and FILL_MANY. No lease check: a reconcile
+# that must drop this cart deletes its control hash, and with it the generation.
 _FILL_FN = """
-local function fill(ctl, data, seen, leased, id, gen, token, version, payload, keep)
+local function fill(ctl, data, seen, id, gen, token, version, payload, keep)
   local h = redis.call('HMGET', ctl, 'v', 'g', 'm', 'mx', 'r')
   local mine = h[5] == token
   if h[3] then
@@ -211,7 +212,7 @@ local function fill(ctl, data, seen, leased, id, gen, token, version, payload, k
     end
     return 0
   end
-  if h[2] ~= gen or not leased or (h[1] and tonumber(h[1]) >= tonumber(version)) then
+  if h[2] ~= gen or (h[1] and tonumber(h[1]) >= tonumber(version)) then
     if mine then redis.call('HDEL', ctl, 'r', 'rx') end
     return 0
   end
@@ -224,28 +225,25 @@ local function fill(ctl, data, seen, leased, id, gen, token, version, payload, k
 end
 """
 
-# KEYS: ctl, data, seen, lease   ARGV: id, gen, token, version, payload, keep_ms
+# KEYS: ctl, data, seen   ARGV: id, gen, token, version, payload, keep_ms
 _FILL = (
     _NOW
     + _FILL_FN
     + """
-local leased = redis.call('EXISTS', KEYS[4]) == 1
-return fill(KEYS[1], KEYS[2], KEYS[3], leased, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
-            ARGV[6])
+return fill(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 """
 )
 
-# KEYS: seen, lease, then (ctl, data) per cart   ARGV: keep_ms, then (id, gen, token, version,
+# KEYS: seen, then (ctl, data) per cart   ARGV: keep_ms, then (id, gen, token, version,
 # payload) per cart. Returns how many were stored, then 1/0 per cart.
 _FILL_MANY = (
     _NOW
     + _FILL_FN
     + """
-local leased = redis.call('EXISTS', KEYS[2]) == 1
 local out, stored = {}, 0
-for i = 0, (#KEYS - 2) / 2 - 1 do
+for i = 0, (#KEYS - 1) / 2 - 1 do
   local a = 2 + i * 5
-  local ok = fill(KEYS[3 + i * 2], KEYS[4 + i * 2], KEYS[1], leased, ARGV[a], ARGV[a + 1],
+  local ok = fill(KEYS[2 + i * 2], KEYS[3 + i * 2], KEYS[1], ARGV[a], ARGV[a + 1],
                   ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[1])
   stored = stored + ok
   out[#out + 1] = ok
@@ -392,7 +390,7 @@ class RedisStore:
     def fill(
         self, cart_id: str, gen: str, token: str, version: int, payload: bytes, keep_ms: int
     ) -> bool:
-        keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key, self.lease_key]
+        keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key]
         args = [cart_id, gen, token, version, payload, keep_ms]
         return bool(self._call(self._fill, keys, args))
 
@@ -415,7 +413,7 @@ class RedisStore:
         return [tuple(item) for item in result]
 
     def fill_many(self, items: list[tuple[str, str, str, int, bytes]], keep_ms: int) -> list[bool]:
-        keys = [self.seen_key, self.lease_key]
+        keys = [self.seen_key]
         args: list[Any] = [keep_ms]
         for cart_id, gen, token, version, payload in items:
             keys += [self.key(cart_id), self.data_key(cart_id)]
@@ -627,7 +625,7 @@ class EmbeddedStore:
                 self._put(conn, cart_id, h)
                 return False
             stale = h["v"] is not None and h["v"] >= version
-            if h["g"] != gen or not self._lease(conn, now) or stale:
+            if h["g"] != gen or stale:
                 self._put(conn, cart_id, h)
                 return False
             h.update(v=version, d=payload, seen=now, keep_until=now + keep_ms)

@@ -294,6 +294,44 @@ def dump_state(cart: d.Cart) -> bytes:
     return orjson.dumps(data)
 
 
+def payload_from_parts(
+    *,
+    version: int,
+    status: str,
+    currency: str,
+    owner_id: int | None,
+    next_line_id: int,
+    lines: list[list[Any]],
+    saved: list[list[Any]],
+    discount: list[str] | None,
+    created_us: int,
+    updated_us: int,
+    merged_into: str | None,
+) -> bytes:
+    """`dump_state` for a state that is still in parts (bulk warming builds no Cart):
+    lines as [id, sku, name, options, quantity, "price"], timestamps in epoch microseconds.
+    Must produce exactly what dump_state produces; tests/unit/test_events.py checks it."""
+    data: dict[str, Any] = {
+        "s": STATE_SCHEMA,
+        "v": version,
+        "st": status,
+        "cu": currency,
+        "n": next_line_id,
+        "l": lines,
+        "ca": created_us,
+        "ua": updated_us,
+    }
+    if owner_id is not None:
+        data["o"] = owner_id
+    if saved:
+        data["sv"] = saved
+    if discount:
+        data["dc"] = discount
+    if merged_into:
+        data["m"] = merged_into
+    return orjson.dumps(data)
+
+
 def load_state(raw: bytes | str, cart_id: str) -> d.Cart:
     """Decode JSON only: anything else (a pickle, garbage) is a CodecError, never executed."""
     try:

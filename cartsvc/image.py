@@ -606,42 +606,67 @@ def rehydrate(cart_id: str) -> d.Cart:
     return read_cart(cart_id)
 
 
-def warm(cart_ids: list[str]) -> tuple[int, int, int]:
-    """Load many carts into memory with the same claim/fill protocol as a single read:
-    claim all (one call), load the claimed ones (one query), fill (one call). Returns
-    (warmed, already warm or being written, failed). Never overwrites a newer entry."""
+Claims = dict[str, tuple[str, str]]  # cart id -> (generation, claim token)
+
+
+def warm_claim(cart_ids: list[str]) -> tuple[Claims, int, int]:
+    """Bulk warming, step 1 (cache only): claim the carts that are not in memory.
+    Returns (claims, already warm or being written, failed)."""
     if not cart_ids:
-        return 0, 0, 0
+        return {}, 0, 0
     token = _token()
     try:
         claims = _cache("claim_many", cart_ids, token, 10_000)
         if claims is None and reconcile():
             claims = _cache("claim_many", cart_ids, token, 10_000)
     except c.CacheUnavailable:
-        return 0, 0, len(cart_ids)
+        return {}, 0, len(cart_ids)
     if claims is None:
-        return 0, 0, len(cart_ids)
+        return {}, 0, len(cart_ids)
     claimed = {
         cart_id: (claim[1], f"{token}:{position}")
         for position, (cart_id, claim) in enumerate(zip(cart_ids, claims, strict=True), start=2)
         if claim[0] == c.CLAIMED
     }
-    already = len(cart_ids) - len(claimed)
-    states = store.load_many_from_rows(list(claimed))
-    _hook("before_warm_fill", states=states)
-    failed = len(claimed) - len(states)  # claimed but gone from the database
+    return claimed, len(cart_ids) - len(claimed), 0
+
+
+def warm_load(claimed: Claims) -> tuple[list[tuple[str, str, str, int, bytes]], int]:
+    """Step 2 (database only, one query): the claimed carts' payloads, ready to fill.
+    Returns (items, failed: claimed carts gone from the database)."""
+    payloads = store.payloads_from_rows(list(claimed))
+    _hook("before_warm_fill", payloads=payloads)
     items = [
-        (cart_id, gen, claim_token, states[cart_id].version, dump_state(states[cart_id]))
+        (cart_id, gen, claim_token, *payloads[cart_id])
         for cart_id, (gen, claim_token) in claimed.items()
-        if cart_id in states
+        if cart_id in payloads
     ]
+    return items, len(claimed) - len(items)
+
+
+def warm_fill(items: list[tuple[str, str, str, int, bytes]]) -> tuple[int, int, int]:
+    """Step 3 (cache only): fill what is still claimed. Returns (warmed, lost to a writer or
+    another reader meanwhile, failed)."""
+    if not items:
+        return 0, 0, 0
     try:
-        flags = _cache("fill_many", items, _keep_ms()) if items else []
+        flags = _cache("fill_many", items, _keep_ms())
     except c.CacheUnavailable:
-        return 0, already, failed + len(items)
+        return 0, 0, len(items)
     warmed = sum(flags)
     metrics.inc("rehydrations", warmed, source="warm")
-    return warmed, already + len(items) - warmed, failed
+    return warmed, len(items) - warmed, 0
+
+
+def warm(cart_ids: list[str]) -> tuple[int, int, int]:
+    """Load many carts into memory with the same claim/fill protocol as a single read:
+    claim all (one cache call), load the claimed ones (one query), fill (one cache call).
+    Returns (warmed, already warm or being written, failed). Never overwrites a newer
+    entry: a writer's lock changes the generation the fill must find."""
+    claimed, already, failed = warm_claim(cart_ids)
+    items, gone = warm_load(claimed)
+    warmed, lost, fill_failed = warm_fill(items)
+    return warmed, already + lost, failed + gone + fill_failed
 
 
 def idle_carts(before_ms: int, limit: int) -> list[str]:

@@ -12,6 +12,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -529,25 +530,50 @@ def warm_carts(
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> WarmResult:
-    """Load carts active in the window into memory in batches: a constant number of queries
-    per batch, one cache call to claim and one to fill, never over a newer entry."""
+    """Load carts active in the window into memory in batches: two queries per batch, one
+    cache call to claim and one to fill, never over a newer entry. The cache calls run on a
+    helper thread (which never touches the database) while this one queries the next batch,
+    so database and cache work overlap."""
     started = time.monotonic()
     since = timezone.now() - timedelta(seconds=active_within) if active_within else None
-    result, after = WarmResult(), None
-    while limit is None or result.seen < limit:
+    result = WarmResult()
+
+    def next_ids(after: str | None) -> list[str]:
+        if limit is not None and result.seen >= limit:
+            return []
         size = batch_size if limit is None else min(batch_size, limit - result.seen)
         ids = store.active_ids(since, after, size)
-        if not ids:
-            break
-        after = ids[-1]
-        if not dry_run:
-            warmed, already, failed = image.warm(ids)
-            result.warmed += warmed
-            result.already += already
-            result.failed += failed
         result.seen += len(ids)
-        if progress is not None:
-            progress(len(ids))
+        return ids
+
+    def add(counts: tuple[int, int, int]) -> None:
+        result.warmed += counts[0]
+        result.already += counts[1]
+        result.failed += counts[2]
+
+    ids = next_ids(None)
+    if dry_run:
+        while ids:
+            if progress is not None:
+                progress(len(ids))
+            ids = next_ids(ids[-1])
+    else:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-cache") as cache_thread:
+            claiming = cache_thread.submit(image.warm_claim, ids) if ids else None
+            filling = []
+            while ids and claiming is not None:
+                following = next_ids(ids[-1])
+                claimed, already, failed = claiming.result()
+                add((0, already, failed))
+                claiming = cache_thread.submit(image.warm_claim, following) if following else None
+                items, gone = image.warm_load(claimed)
+                add((0, 0, gone))
+                filling.append(cache_thread.submit(image.warm_fill, items))
+                if progress is not None:
+                    progress(len(ids))
+                ids = following
+            for fill in filling:
+                add(fill.result())
     result.seconds = time.monotonic() - started
     return result
 

@@ -68,7 +68,7 @@ class TestWarm:
         service.get_cart(warm.id)
         newer = {}
 
-        def writer_publishes_first(states):
+        def writer_publishes_first(payloads):
             image.HOOKS.pop("before_warm_fill")
             newer["cart"] = service.add_line(raced.id, "SKU-1", 1)
 
@@ -160,3 +160,20 @@ class TestRepair:
         assert service.memory_image(cart.id) is None
         assert service.rehydrate_cart(cart.id) == cart
         assert service.memory_image(cart.id) == cart
+
+
+def test_warm_payloads_are_exactly_what_the_codec_writes(products):
+    from cartsvc import store
+    from cartsvc.events import dump_state
+
+    make_discount = __import__("tests.factories", fromlist=["make_discount"]).make_discount
+    make_discount("TEN", "percent", "10")
+    plain = make_cart({"SKU-1": 1})
+    rich = make_cart({"SKU-1": 2, "SKU-2": 1, "SKU-3": 4})
+    service.add_line(rich.id, "SKU-2", 1, {"size": "M", "color": "red"})
+    service.save_for_later(rich.id, rich.lines[1].id)
+    service.apply_discount(rich.id, "TEN")
+    empty = service.open_cart()
+    for cart in (plain, rich, empty):
+        state = store.load_from_rows(cart.id)
+        assert store.payloads_from_rows([cart.id]) == {cart.id: (state.version, dump_state(state))}

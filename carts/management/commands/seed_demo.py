@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
-from carts.management.progress import Progress
+from cartsvc.management.progress import Progress
 from carts.models import DiscountCode, Product
 from cartsvc import service
 

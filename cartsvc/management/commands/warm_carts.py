@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from carts.management.progress import Progress
+from cartsvc.management.progress import Progress
 from cartsvc import service
 
 
