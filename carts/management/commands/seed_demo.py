@@ -9,9 +9,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
-from cartsvc.management.progress import Progress
 from carts.models import DiscountCode, Product
 from cartsvc import service
+from cartsvc.management.progress import Progress
 
 ADJECTIVES = ["Classic", "Organic", "Vintage", "Compact", "Deluxe", "Everyday", "Travel", "Studio"]
 NOUNS = ["Mug", "Notebook", "Backpack", "Lamp", "Scarf", "Teapot", "Headphones", "Candle", "Poster"]
