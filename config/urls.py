@@ -1,10 +1,18 @@
 """URL configuration."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+
+from carts import ops
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("carts.api.urls")),
+    path("metrics", ops.metrics_view, name="metrics"),
+    path("healthz", ops.healthz, name="healthz"),
     path("", include("carts.urls")),
 ]
+
+if "bench.naivecart" in settings.INSTALLED_APPS:
+    urlpatterns.append(path("bench/", include("bench.naivecart.urls")))
