@@ -377,19 +377,7 @@ def _write_generic_children(
     )
     inserted, updated, deleted = _line_diff(change.before, change.after)
     if inserted:
-        CartLine.objects.bulk_create(
-            CartLine(
-                cart_id=cart_id,
-                line_id=line.id,
-                sku=line.sku,
-                name=line.name,
-                options=[list(p) for p in line.options],
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                saved=saved,
-            )
-            for line, saved in inserted
-        )
+        CartLine.objects.bulk_create(_line_row(cart_id, line, saved) for line, saved in inserted)
     for line, saved in updated:
         CartLine.objects.filter(cart_id=cart_id, line_id=line.id).update(
             quantity=line.quantity, unit_price=line.unit_price, saved=saved
@@ -775,19 +763,22 @@ def timezone_now() -> datetime:
     return timezone.now()
 
 
+def _line_row(cart_id: str, line: d.Line, saved: bool) -> CartLine:
+    return CartLine(
+        cart_id=cart_id,
+        line_id=line.id,
+        sku=line.sku,
+        name=line.name,
+        options=[list(p) for p in line.options],
+        quantity=line.quantity,
+        unit_price=line.unit_price,
+        saved=saved,
+    )
+
+
 def _write_lines(cart_id: str, cart: d.Cart) -> None:
     CartLine.objects.bulk_create(
-        CartLine(
-            cart_id=cart_id,
-            line_id=line.id,
-            sku=line.sku,
-            name=line.name,
-            options=[list(p) for p in line.options],
-            quantity=line.quantity,
-            unit_price=line.unit_price,
-            saved=saved,
-        )
-        for line, saved in _rows(cart).values()
+        _line_row(cart_id, line, saved) for line, saved in _rows(cart).values()
     )
 
 
