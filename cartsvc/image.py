@@ -571,6 +571,10 @@ def evict(cart_id: str, idle_before_ms: int | None = None) -> bool:
         return False
 
 
+class MemoryUnreachable(Exception):
+    """The cache could not be asked (for callers outside the cache boundary)."""
+
+
 def exclusive(cart_id: str, fn: Callable[[], T]) -> T:
     """Run `fn` holding the cart's writer lock (no writer can commit meanwhile); the entry
     is dropped afterwards, so the next read loads what `fn` left in the database."""
@@ -591,12 +595,13 @@ def write_in_flight(cart_id: str) -> bool:
         return False
 
 
-def in_memory(cart_ids: Iterable[str]) -> set[str]:
-    """Which of these carts have a cached state (one pipelined call)."""
+def in_memory(cart_ids: Iterable[str]) -> set[str] | None:
+    """Which of these carts have a cached state (one pipelined call); None if the cache
+    can not say."""
     try:
         return set(_cache("present", [str(i) for i in cart_ids]))
     except c.CacheUnavailable:
-        return set()
+        return None
 
 
 def rehydrate(cart_id: str) -> d.Cart:
@@ -694,9 +699,14 @@ def in_memory_count() -> int | None:
 
 
 def peek(cart_ids: Iterable[str]) -> dict[str, d.Cart | None]:
-    """What memory holds for these carts right now, without touching them (None: bad entry)."""
+    """What memory holds for these carts right now, without touching them (None: bad entry).
+    Raises MemoryUnreachable when the cache can not answer."""
     found: dict[str, d.Cart | None] = {}
-    for cart_id, (version, payload) in _cache("peek", [str(i) for i in cart_ids]).items():
+    try:
+        entries = _cache("peek", [str(i) for i in cart_ids])
+    except c.CacheUnavailable as exc:
+        raise MemoryUnreachable(str(exc)) from exc
+    for cart_id, (version, payload) in entries.items():
         try:
             state = load_state(payload, cart_id)
         except CodecError:

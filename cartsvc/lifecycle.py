@@ -58,7 +58,10 @@ def passivate_idle(
         if not ids:
             break
         store.fold_activity(image.last_seen(ids))
-        cached = {cart_id: state for cart_id, state in image.peek(ids).items() if state}
+        try:
+            cached = {cart_id: state for cart_id, state in image.peek(ids).items() if state}
+        except image.MemoryUnreachable:
+            break
         latest = store.snapshot_versions(list(cached))
         behind = [s for cart_id, s in cached.items() if latest.get(cart_id, 0) < s.version]
         if behind:

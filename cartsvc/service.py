@@ -456,14 +456,24 @@ def health() -> dict[str, Any]:
 
 
 def memory_image(cart_id: Any) -> Cart | None:
-    """What memory holds for this cart right now (None: not in memory), untouched."""
+    """What memory holds for this cart right now, untouched (None: not in memory, a corrupt
+    entry, or the cache can not be asked)."""
     key = cart_key(cart_id)
-    return image.peek([key]).get(key)
+    try:
+        return image.peek([key]).get(key)
+    except image.MemoryUnreachable:
+        return None
 
 
-def in_memory(cart_ids: list[Any]) -> set[str]:
-    """Which of these carts are in memory (one pipelined cache call)."""
+def in_memory(cart_ids: list[Any]) -> set[str] | None:
+    """Which of these carts are in memory (one pipelined cache call); None if the cache
+    can not say."""
     return image.in_memory([cart_key(i) for i in cart_ids])
+
+
+def rows_state(cart_id: Any) -> Cart | None:
+    """The cart as its rows say (header and lines in one query), without touching memory."""
+    return store.load_from_rows(cart_key(cart_id))
 
 
 def evict_cart(cart_id: Any) -> bool:

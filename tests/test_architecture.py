@@ -26,12 +26,46 @@ def python_files(package: str) -> list[Path]:
 
 
 INTERNALS = ("cartsvc.cache", "cartsvc.image", "cartsvc.store", "cartsvc.models")
+# The one exception: the admin registers the cart tables, read-only, to list and show carts.
+READ_ONLY_MODELS = {ROOT / "carts" / "admin.py": ("cartsvc.models",)}
 
 
 @pytest.mark.parametrize("path", python_files("carts"), ids=str)
 def test_the_shop_reaches_cart_state_only_through_the_service(path):
-    touched = {name for name in imports_of(path) if name.startswith(INTERNALS)}
+    allowed = READ_ONLY_MODELS.get(path, ())
+    touched = {
+        name
+        for name in imports_of(path)
+        if name.startswith(INTERNALS) and not name.startswith(allowed)
+    }
     assert not touched, f"{path} bypasses cartsvc.service: {touched}"
+
+
+def test_the_admin_grants_no_add_change_or_delete_on_cart_tables(rf):
+    """What the admin may import cartsvc.models for: reading. Even a superuser gets no add,
+    change or delete on any cartsvc model; state moves only through cartsvc.service."""
+    from django.contrib import admin
+    from django.contrib.auth import get_user_model
+
+    import carts.admin  # noqa: F401 (registers the models)
+
+    request = rf.get("/admin/")
+    request.user = get_user_model()(is_superuser=True, is_staff=True, is_active=True)
+    registered = {m: a for m, a in admin.site._registry.items() if m._meta.app_label == "cartsvc"}
+    assert registered, "the admin registers no cartsvc model"
+    for model, model_admin in registered.items():
+        assert not model_admin.has_add_permission(request), model
+        assert not model_admin.has_change_permission(request), model
+        assert not model_admin.has_delete_permission(request), model
+        assert not model_admin.has_change_permission(request, model()), model
+        assert not model_admin.has_delete_permission(request, model()), model
+        assert "delete_selected" not in model_admin.get_actions(request), model
+        assert not getattr(model_admin, "list_editable", ()), model
+
+
+def test_the_admin_imports_no_cache_image_or_store():
+    names = imports_of(ROOT / "carts" / "admin.py")
+    assert not {n for n in names if n.startswith(INTERNALS[:3])}
 
 
 @pytest.mark.parametrize("path", python_files("cartsvc"), ids=str)

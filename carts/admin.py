@@ -1,0 +1,639 @@
+"""The Django admin over carts: read-only inspection; operations only through cartsvc.service.
+
+This is the one module of `carts` that imports `cartsvc.models` (tests/test_architecture.py):
+it reads the tables to list, search and show carts, and never writes them. Everything that
+touches cart state or memory (evict, rehydrate, rebuild rows, verify, the live image, the
+state at a past version) is a `cartsvc.service` call.
+
+Reads here are side-effect free on purpose: the detail page peeks at memory
+(`service.memory_image`) and reads the event log from its table, because `service.history`
+goes through `get_cart`, which would rehydrate a cold cart and count the inspection as the
+customer's activity (so an evicted cart would be back in memory on the very next page).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
+from django.db.models import (
+    Count,
+    DecimalField,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+from django.utils.text import smart_split, unescape_string_literal
+from django.utils.timesince import timesince
+
+from carts.compare import compare, panel
+from carts.templatetags.shop import money, status_label
+from cartsvc import domain as d
+from cartsvc import service
+from cartsvc.models import Cart, CartEvent, CartLine
+
+admin.site.site_header = "cartimage admin"
+admin.site.site_title = "cartimage admin"
+admin.site.index_title = "Carts, kept as a memory image"
+
+# The most carts one changelist action (or the in-memory filter) looks at in one request.
+ACTION_LIMIT = 1000
+# Mismatches shown one by one after "verify"; the rest are counted.
+MAX_MISMATCH_MESSAGES = 25
+HISTORY_PER_PAGE = 20
+
+_MONEY = DecimalField(max_digits=14, decimal_places=2)
+
+
+def _open_lines() -> QuerySet:
+    """The cart's lines counted in its totals (not saved for later), grouped by cart."""
+    return CartLine.objects.filter(cart=OuterRef("pk"), saved=False).order_by().values("cart")
+
+
+# Correlated subqueries, not a JOIN + GROUP BY: PostgreSQL computes them for the rows of the
+# page only, and the number of queries does not depend on the page's size.
+LINE_COUNT = Coalesce(
+    Subquery(_open_lines().annotate(n=Count("pk")).values("n"), output_field=IntegerField()),
+    Value(0),
+)
+SUBTOTAL = Coalesce(
+    Subquery(
+        _open_lines().annotate(s=Sum(F("quantity") * F("unit_price"))).values("s"),
+        output_field=_MONEY,
+    ),
+    Value(Decimal("0.00")),
+    output_field=_MONEY,
+)
+
+
+def total_of(cart: Cart) -> Decimal:
+    """subtotal - discount, with the domain's own rule, from the annotated subtotal."""
+    subtotal = getattr(cart, "subtotal", None) or Decimal("0.00")
+    if not cart.discount_code or cart.discount_value is None:
+        return subtotal
+    discount = d.Discount(cart.discount_code, cart.discount_kind, cart.discount_value)
+    return subtotal - discount.amount_for(subtotal)
+
+
+def ago(moment: datetime) -> str:
+    """Like "3 minutes ago"; "just now" under a minute."""
+    if timezone.now() - moment < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(moment)} ago"
+
+
+# ---------------------------------------------------------------- the rows, read-only
+
+
+def rows_state(cart_id: Any) -> d.Cart | None:
+    """The cart as its rows say (one query: a concurrent write can not show up as a false
+    difference)."""
+    return service.rows_state(cart_id)
+
+
+def history_page(cart_id: Any, page: Any) -> Page:
+    """One page of the event log, newest first (the same fields as `service.history`)."""
+    events = (
+        CartEvent.objects.filter(cart_id=cart_id)
+        .order_by("-version")
+        .values("version", "type", "schema", "data", "command_id", "recorded_at")
+    )
+    found = Paginator(events, HISTORY_PER_PAGE).get_page(page)
+    found.object_list = list(found.object_list)
+    for event in found.object_list:
+        event["payload"] = json.dumps(
+            event["data"], ensure_ascii=False, sort_keys=True, separators=(", ", ": ")
+        )
+    return found
+
+
+def memory_of(cart_id: str) -> d.Cart | None:
+    """The live memory image, untouched (None: not in memory, or the cache can not say)."""
+    return service.memory_image(cart_id)
+
+
+@dataclass(frozen=True)
+class AtVersion:
+    """The "state at version N" form: what was asked, and the replayed state or an error."""
+
+    asked: str
+    version: int | None = None
+    state: d.Cart | None = None
+    error: str | None = None
+
+
+def state_at(raw: str | None, latest: int, cart_id: str) -> AtVersion:
+    """Replay the cart up to `raw` (validated: a whole number from 1 to `latest`)."""
+    asked = (raw or "").strip()
+    if not asked:
+        return AtVersion("")
+    shown = asked if len(asked) <= 24 else asked[:24] + "…"
+    try:
+        version = int(asked)
+    except ValueError:
+        return AtVersion(
+            asked,
+            error=f"“{shown}” is not a version: enter a whole number from 1 to {latest}.",
+        )
+    if not 1 <= version <= latest:
+        return AtVersion(
+            asked,
+            error=f"There is no version {shown}: this cart has versions 1 to {latest}.",
+        )
+    try:
+        state = service.cart_at(cart_id, version)
+    except d.DomainError as exc:
+        return AtVersion(asked, error=f"Version {version} could not be replayed: {exc.message}")
+    return AtVersion(asked, version, state)
+
+
+# ---------------------------------------------------------------- operations
+
+
+def _named(ids: list[str]) -> str:
+    return f"cart {ids[0]}" if len(ids) == 1 else f"{len(ids)} carts"
+
+
+def _evict(request: HttpRequest, ids: list[str]) -> None:
+    evicted = [cart_id for cart_id in ids if service.evict_cart(cart_id)]
+    if evicted:
+        messages.success(request, f"Evicted {_named(evicted)} from memory.")
+    left = [cart_id for cart_id in ids if cart_id not in evicted]
+    if left:
+        verb = "was" if len(left) == 1 else "were"
+        messages.info(
+            request, f"{_named(left).capitalize()} {verb} not in memory (or being written)."
+        )
+
+
+def _rehydrate(request: HttpRequest, ids: list[str]) -> None:
+    loaded: list[d.Cart] = []
+    for cart_id in ids:
+        try:
+            loaded.append(service.rehydrate_cart(cart_id))
+        except d.DomainError as exc:
+            messages.error(request, f"Cart {cart_id}: {exc.message}")
+    if not loaded:
+        return
+    present = service.in_memory([cart.id for cart in loaded]) or set()
+    done = [cart for cart in loaded if cart.id in present]
+    if len(done) == 1 and len(ids) == 1:
+        messages.success(request, f"Rehydrated cart {done[0].id} at version {done[0].version}.")
+    elif done:
+        messages.success(request, f"Rehydrated {len(done)} carts into memory.")
+    missed = [cart.id for cart in loaded if cart.id not in present]
+    if missed:
+        messages.warning(
+            request,
+            f"{_named(missed).capitalize()} could not be put in memory "
+            "(the cache is unreachable, or a write was in flight).",
+        )
+
+
+def _rebuild(request: HttpRequest, ids: list[str]) -> None:
+    rebuilt: list[d.Cart] = []
+    for cart_id in ids:
+        try:
+            rebuilt.append(service.rebuild_rows(cart_id))
+        except d.DomainError as exc:
+            messages.error(request, f"Cart {cart_id}: {exc.message}")
+    if len(rebuilt) == 1 and len(ids) == 1:
+        messages.success(
+            request,
+            f"Rebuilt the rows of cart {rebuilt[0].id} from its event log "
+            f"(version {rebuilt[0].version}).",
+        )
+    elif rebuilt:
+        messages.success(request, f"Rebuilt the rows of {len(rebuilt)} carts from their logs.")
+
+
+def _verify(request: HttpRequest, ids: list[str]) -> None:
+    found = list(service.verify_carts(ids))
+    if not found:
+        messages.success(
+            request, f"Verified {_named(ids)}: rows, event log, snapshots and memory agree."
+        )
+        return
+    carts = len({m.cart_id for m in found})
+    messages.error(
+        request,
+        f"Verify found {len(found)} mismatch{'es' if len(found) > 1 else ''} "
+        f"in {carts} cart{'s' if carts > 1 else ''}:",
+    )
+    for mismatch in found[:MAX_MISMATCH_MESSAGES]:
+        messages.warning(request, f"Cart {mismatch}")
+    if len(found) > MAX_MISMATCH_MESSAGES:
+        messages.warning(
+            request,
+            f"… and {len(found) - MAX_MISMATCH_MESSAGES} more (manage.py verify_carts "
+            "prints them all).",
+        )
+
+
+@dataclass(frozen=True)
+class Operation:
+    slug: str
+    label: str
+    help: str
+    run: Callable[[HttpRequest, list[str]], None]
+
+
+OPERATIONS = {
+    op.slug: op
+    for op in (
+        Operation(
+            "evict",
+            "Evict from memory",
+            "Drop the cached entry; the next read rehydrates it.",
+            _evict,
+        ),
+        Operation(
+            "rehydrate",
+            "Rehydrate now",
+            "Load the cart into memory from the database.",
+            _rehydrate,
+        ),
+        Operation(
+            "rebuild",
+            "Rebuild rows from the event log",
+            "Rewrite the header and line rows from the log (the truth).",
+            _rebuild,
+        ),
+        Operation(
+            "verify",
+            "Verify",
+            "Compare rows, event log, snapshots and memory.",
+            _verify,
+        ),
+    )
+}
+
+
+def _action(slug: str) -> Callable[[CartAdmin, HttpRequest, QuerySet], None]:
+    operation = OPERATIONS[slug]
+
+    def action(model_admin: CartAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+        ids = [
+            str(pk) for pk in queryset.order_by().values_list("pk", flat=True)[: ACTION_LIMIT + 1]
+        ]
+        if len(ids) > ACTION_LIMIT:
+            messages.error(
+                request,
+                f"Select at most {ACTION_LIMIT} carts for one action "
+                "(the management commands handle any number).",
+            )
+            return
+        operation.run(request, ids)
+
+    action.__name__ = f"{slug}_selected"
+    return admin.action(description=f"{operation.label} (selected carts)", permissions=["operate"])(
+        action
+    )
+
+
+# ---------------------------------------------------------------- filters
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """The statuses the domain knows (no DISTINCT over the table to find them)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [(status, status_label(status)) for status in d.STATUSES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        value = self.value()
+        return queryset.filter(status=value) if value in d.STATUSES else None
+
+
+class ActivityFilter(admin.SimpleListFilter):
+    """Age of `last_activity_at` (writes set it at once; reads are folded in by the sweep)."""
+
+    title = "last activity"
+    parameter_name = "active"
+    AGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [
+            ("hour", "Within the last hour"),
+            ("day", "Within the last day"),
+            ("week", "Within the last week"),
+            ("older", "Older than a week"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        value, now = self.value(), timezone.now()
+        if value in self.AGES:
+            return queryset.filter(last_activity_at__gte=now - self.AGES[value])
+        if value == "older":
+            return queryset.filter(last_activity_at__lt=now - self.AGES["week"])
+        return None
+
+
+class InMemoryFilter(admin.SimpleListFilter):
+    """Whether the cart is in memory right now. Memory is not in the database, so this asks
+    the cache about the carts the other filters left, in ONE pipelined call, bounded: only
+    the `scan_limit` most recently active of them are looked at (idle carts leave memory, so
+    these are where the cached ones are); a message says when the bound cut the list short."""
+
+    title = "in memory"
+    parameter_name = "in_memory"
+    scan_limit = 5000
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        value = self.value()
+        if value not in ("yes", "no"):
+            return None
+        ids = [
+            str(pk)
+            for pk in queryset.order_by("-last_activity_at", "-pk").values_list("pk", flat=True)[
+                : self.scan_limit + 1
+            ]
+        ]
+        cut = len(ids) > self.scan_limit
+        ids = ids[: self.scan_limit]
+        present = (service.in_memory(ids) if ids else set()) or set()
+        # The changelist's "in memory" column reuses this answer instead of asking again.
+        request.cart_presence = {cart_id: cart_id in present for cart_id in ids}  # type: ignore[attr-defined]
+        if cut:
+            messages.info(
+                request,
+                f"The in-memory filter looked at the {self.scan_limit:,} most recently active "
+                "carts only; narrow the list with the other filters to see older ones.",
+            )
+        if value == "yes":
+            return queryset.filter(pk__in=[i for i in ids if i in present])
+        if not cut:
+            return queryset.exclude(pk__in=list(present))
+        return queryset.filter(pk__in=[i for i in ids if i not in present])
+
+
+class CartChangeList(ChangeList):
+    """The changelist, plus one `service.in_memory` call for the whole page."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        carts = list(self.result_list)  # evaluated once; the template reuses the cache
+        known: dict[str, bool] = getattr(request, "cart_presence", {})
+        unknown = [str(cart.pk) for cart in carts if str(cart.pk) not in known]
+        present = service.in_memory(unknown) if unknown else set()
+        for cart in carts:
+            key = str(cart.pk)
+            # None when the cache can not say: the admin shows its "unknown" icon.
+            cart.in_memory_now = known.get(key, None if present is None else key in present)
+
+
+# ---------------------------------------------------------------- search
+
+_HEX = re.compile(r"[0-9a-f]{4,32}")
+
+
+def id_lookup(term: str) -> Q | None:
+    """A full cart id, or its first 4+ hex digits (a range on the primary key's index)."""
+    digits = term.lower().replace("-", "")
+    if not _HEX.fullmatch(digits):
+        return None
+    if len(digits) == 32:
+        return Q(pk=uuid.UUID(digits))
+    low = uuid.UUID(digits.ljust(32, "0"))
+    high = uuid.UUID(digits.ljust(32, "f"))
+    return Q(pk__gte=low, pk__lte=high)
+
+
+# ---------------------------------------------------------------- the admin
+
+
+@admin.register(Cart)
+class CartAdmin(admin.ModelAdmin):
+    """Read-only: no add, no change, no delete. State moves only through the operations."""
+
+    list_display = (
+        "cart_id",
+        "owner_display",
+        "status_display",
+        "line_count",
+        "total",
+        "version",
+        "last_activity",
+        "in_memory",
+    )
+    list_display_links = ("cart_id",)
+    list_filter = (StatusFilter, ActivityFilter, InMemoryFilter)
+    list_select_related = ("owner",)
+    list_per_page = 50
+    list_max_show_all = 200
+    ordering = ("-last_activity_at",)
+    sortable_by = (
+        "cart_id",
+        "owner_display",
+        "status_display",
+        "line_count",
+        "version",
+        "last_activity",
+    )
+    search_fields = ("id", "owner__email", "line_rows__sku")  # see get_search_results
+    search_help_text = "A cart id (or its first digits), part of an owner's e-mail, or a SKU."
+    show_full_result_count = False  # no second COUNT(*) over the whole table
+    show_facets = admin.ShowFacets.NEVER  # a COUNT per filter choice: too dear on big tables
+    raw_id_fields = ("owner",)
+    actions = [_action(slug) for slug in OPERATIONS]
+    detail_template = "admin/cartsvc/cart/detail.html"
+
+    # -- permissions: read-only; operations need the "operate" permission
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """May run evict / rehydrate / rebuild / verify: superusers, and staff holding
+        `cartsvc.change_cart` (the admin itself never edits a cart's fields)."""
+        user = request.user
+        return bool(
+            user.is_active
+            and user.is_staff
+            and (user.is_superuser or user.has_perm("cartsvc.change_cart"))
+        )
+
+    # -- the list
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(line_count=LINE_COUNT, subtotal=SUBTOTAL)
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return CartChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """Every word must match the cart's id (or id prefix), its owner's e-mail, or the SKU
+        of one of its lines. The SKU test is an EXISTS, so a cart is listed once however many
+        of its lines match: no DISTINCT, no duplicate rows."""
+        for bit in smart_split(search_term):
+            if bit[:1] in "\"'" and len(bit) > 1 and bit[0] == bit[-1]:
+                bit = unescape_string_literal(bit)
+            term = bit.strip()
+            if not term:
+                continue
+            matches = Q(owner__email__icontains=term) | Q(
+                Exists(CartLine.objects.filter(cart=OuterRef("pk"), sku__iexact=term))
+            )
+            by_id = id_lookup(term)
+            if by_id is not None:
+                matches |= by_id
+            queryset = queryset.filter(matches)
+        return queryset, False
+
+    @admin.display(description="id", ordering="id")
+    def cart_id(self, cart: Cart) -> str:
+        return format_html('<span class="cart-id">{}</span>', cart.pk)
+
+    @admin.display(description="owner", ordering="owner__email")
+    def owner_display(self, cart: Cart) -> str:
+        if cart.owner is None:
+            return mark_safe('<span class="quiet">anonymous</span>')
+        return cart.owner.email or cart.owner.get_username()
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, cart: Cart) -> str:
+        return format_html(
+            '<span class="cart-status status-{}">{}</span>', cart.status, status_label(cart.status)
+        )
+
+    @admin.display(description="lines", ordering="line_count")
+    def line_count(self, cart: Cart) -> int:
+        return cart.line_count
+
+    @admin.display(description="total")
+    def total(self, cart: Cart) -> str:
+        return money(total_of(cart), cart.currency)
+
+    @admin.display(description="last activity", ordering="last_activity_at")
+    def last_activity(self, cart: Cart) -> str:
+        return format_html(
+            '<span title="{}">{}</span>',
+            timezone.localtime(cart.last_activity_at).isoformat(timespec="seconds"),
+            ago(cart.last_activity_at),
+        )
+
+    @admin.display(description="in memory", boolean=True)
+    def in_memory(self, cart: Cart) -> bool:
+        return getattr(cart, "in_memory_now", False)
+
+    # -- the detail page and its operations
+
+    def get_urls(self) -> list[URLPattern]:
+        operate = path(
+            "<path:object_id>/operate/<slug:operation>/",
+            self.admin_site.admin_view(self.operate_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_operate",
+        )
+        return [operate, *super().get_urls()]
+
+    def _detail_url(self, cart: Cart) -> str:
+        return reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+            args=[cart.pk],
+            current_app=self.admin_site.name,
+        )
+
+    def operate_view(self, request: HttpRequest, object_id: str, operation: str) -> HttpResponse:
+        """POST (with CSRF) one operation on one cart, then back to its detail page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        found = OPERATIONS.get(operation)
+        if found is None:
+            raise Http404(f"no operation {operation!r}")
+        cart = self.get_object(request, unquote(object_id))
+        if cart is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        found.run(request, [str(cart.pk)])
+        return HttpResponseRedirect(self._detail_url(cart))
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Read-only detail: header, rows beside the live memory image (differences marked),
+        the event history (paginated, with payloads), and the state at any version."""
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET", "HEAD"])
+        cart = self.get_object(request, unquote(object_id))
+        if cart is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, cart):
+            raise PermissionDenied
+        cart_id = str(cart.pk)
+        memory = memory_of(cart_id)  # before the rows: a race shows memory behind, not ahead
+        rows = rows_state(cart_id)
+        if rows is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        at = state_at(request.GET.get("at"), rows.version, cart_id)
+        history = history_page(cart_id, request.GET.get("page"))
+        context = {
+            **self.admin_site.each_context(request),
+            "is_nav_sidebar_enabled": False,  # the two panels need the width
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "title": f"Cart {cart_id}",
+            "original": cart,
+            "cart": cart,
+            "last_activity": ago(cart.last_activity_at),
+            "rows": rows,
+            "memory": memory,
+            "comparison": compare(rows, memory),
+            "history": history,
+            "at": at,
+            "at_panel": panel(at.state) if at.state is not None else None,
+            "at_title": f"Version {at.version} of {rows.version}",
+            "operations": list(OPERATIONS.values()) if self.has_operate_permission(request) else [],
+            "operate_url": f"admin:{self.opts.app_label}_{self.opts.model_name}_operate",
+            "has_view_permission": True,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, self.detail_template, context)
