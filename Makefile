@@ -23,9 +23,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
 # The storefront on embedded defaults (SQLite + the embedded image store): no servers needed.
+# A Celery worker with an embedded beat (-B) runs the sweeps beside it on the embedded
+# (filesystem) broker, logging to var/celery.log; it is stopped when runserver exits.
+CELERY_LOG ?= $${CART_VAR_DIR:-var}/celery.log
 run: venv
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py seed_demo
+	@mkdir -p "$${CART_VAR_DIR:-var}"; \
+	$(VENV)/bin/celery -A config worker -B --pool=solo --without-gossip --without-mingle \
+	  --without-heartbeat --loglevel=INFO --logfile="$(CELERY_LOG)" & celery=$$!; \
+	trap 'kill -TERM $$celery 2>/dev/null; wait $$celery' EXIT; trap 'exit 130' INT TERM; \
+	echo "celery worker + beat running (pid $$celery, log $(CELERY_LOG))"; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 services:

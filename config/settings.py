@@ -128,6 +128,87 @@ CARTIMAGE = {
     "CATALOG": "carts.catalog.DemoCatalog",
 }
 
+# ------------------------------------------------------------------ celery (config/celery.py)
+
+# The embedded default needs no server: kombu's filesystem transport under VAR_DIR (one
+# machine, development and demos). Production: redis://... (an instance of its own, not the
+# cache's) or amqp://...
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queues = VAR_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queues / "queue"),
+        "data_folder_out": str(_queues / "queue"),
+        "control_folder": str(_queues / "control"),
+        "processed_folder": str(_queues / "processed"),
+        "store_processed": False,
+    }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # redis-py waits forever by default; a dead or hung broker must cost milliseconds.
+        "socket_connect_timeout": float(os.environ.get("CELERY_BROKER_CONNECT_TIMEOUT", "0.5")),
+        "socket_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", "2")),
+        "health_check_interval": 10,
+        # A late-acked task not acknowledged within this long is delivered again; longer than
+        # the time limit below, so a running sweep is never duplicated by redelivery.
+        "visibility_timeout": 3600,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CELERY_BROKER_CONNECT_TIMEOUT", "0.5"))
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing gives up quickly instead of retrying for seconds (a sweep missed is made up by
+# the next tick; nothing in a request's path waits on the broker).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+# JSON only: a message must not be a code-execution channel either.
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_EVENT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+# No result backend: the tasks log what they did; nobody waits for a result.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_EXPIRES = None
+# The sweeps are idempotent, so a task is acknowledged after it ran: a worker that dies
+# mid-sweep leaves the message to be delivered again.
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", "240"))
+CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "300"))
+CELERY_TIMEZONE = "UTC"
+# Beat keeps its schedule in memory: the shelve file of the default scheduler is pickle, and
+# sweeps found by predicate lose nothing when a restarted beat starts its intervals afresh.
+CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
+CART_SWEEP_EVERY = float(os.environ.get("CART_SWEEP_EVERY", "60"))
+CART_ABANDON_SWEEP_EVERY = float(os.environ.get("CART_ABANDON_SWEEP_EVERY", "300"))
+CART_FULL_SWEEP_EVERY = float(os.environ.get("CART_FULL_SWEEP_EVERY", "3600"))
+# A tick not run by its next one is dropped (`expires`): a worker back after an outage runs
+# one sweep, not a backlog of them.
+CELERY_BEAT_SCHEDULE = {
+    "cart-passivation": {
+        "task": "cartsvc.tasks.passivate_idle_carts",
+        "schedule": CART_SWEEP_EVERY,
+        "options": {"expires": CART_SWEEP_EVERY},
+    },
+    "cart-abandonment": {
+        "task": "cartsvc.tasks.expire_abandoned_carts",
+        "schedule": CART_ABANDON_SWEEP_EVERY,
+        "options": {"expires": CART_ABANDON_SWEEP_EVERY},
+    },
+    # Everything, including the purge of old Idempotency-Keys.
+    "cart-full-sweep": {
+        "task": "cartsvc.tasks.sweep_carts",
+        "schedule": CART_FULL_SWEEP_EVERY,
+        "options": {"expires": CART_FULL_SWEEP_EVERY},
+    },
+}
+
 # ------------------------------------------------------------------ misc
 
 AUTH_PASSWORD_VALIDATORS = [

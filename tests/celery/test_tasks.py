@@ -1,0 +1,105 @@
+"""The tasks in-process (eager): thin, idempotent when delivered twice; the app's settings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cartsvc import image
+from cartsvc.models import Cart as CartRow
+from cartsvc.models import CartEvent, CartSnapshot
+from cartsvc.service import Cart
+from cartsvc.signals import cart_abandoned
+from cartsvc.tasks import expire_abandoned_carts, passivate_idle_carts, sweep_carts
+from config.celery import app
+from tests.factories import make_cart
+
+pytestmark = pytest.mark.django_db
+
+TASKS = {
+    "cartsvc.tasks.passivate_idle_carts",
+    "cartsvc.tasks.expire_abandoned_carts",
+    "cartsvc.tasks.sweep_carts",
+}
+
+
+@pytest.fixture
+def abandoned_and_idle(products, settings) -> tuple[Cart, Cart]:
+    """One cart untouched for over a second (not in memory), one in memory and idle."""
+    settings.CARTIMAGE = {**settings.CARTIMAGE, "IDLE_TIMEOUT": 0, "ABANDON_AFTER": 1}
+    abandoned = make_cart({"SKU-1": 1})
+    image.clear()  # no read activity in memory
+    time.sleep(1.05)  # untouched for longer than ABANDON_AFTER (1 s)
+    idle = make_cart({"SKU-2": 1})
+    time.sleep(0.01)  # idle for longer than IDLE_TIMEOUT (0 s)
+    return abandoned, idle
+
+
+@pytest.fixture
+def abandoned_signals() -> Iterator[list[str]]:
+    received: list[str] = []
+
+    def receiver(sender: object, cart: Cart, **kwargs: object) -> None:
+        received.append(cart.id)
+
+    cart_abandoned.connect(receiver)
+    yield received
+    cart_abandoned.disconnect(receiver)
+
+
+def test_passivation_delivered_twice_passivates_once(abandoned_and_idle):
+    _abandoned, idle = abandoned_and_idle
+    assert passivate_idle_carts.apply().get() == {"passivated": 1, "snapshots": 1}
+    assert passivate_idle_carts.apply().get() == {"passivated": 0, "snapshots": 0}
+    assert idle.id not in image.peek([idle.id])
+    assert CartSnapshot.objects.filter(cart_id=idle.id).count() == 1
+
+
+def test_abandonment_delivered_twice_expires_once(abandoned_and_idle, abandoned_signals):
+    abandoned, idle = abandoned_and_idle
+    assert expire_abandoned_carts.apply().get() == {"expired": 1}
+    assert expire_abandoned_carts.apply().get() == {"expired": 0}
+    assert abandoned_signals == [abandoned.id]
+    types = list(CartEvent.objects.filter(cart_id=abandoned.id).values_list("type", flat=True))
+    assert types.count("cart_expired") == 1
+    assert CartRow.objects.get(id=idle.id).status == "open"
+
+
+def test_the_full_sweep_delivered_twice_does_its_work_once(abandoned_and_idle, abandoned_signals):
+    abandoned, _idle = abandoned_and_idle
+    first = sweep_carts.apply().get()
+    assert (first["passivated"], first["snapshots"], first["expired"]) == (1, 1, 1)
+    again = sweep_carts.apply().get()
+    assert again["expired"] == 0
+    assert abandoned_signals == [abandoned.id]
+    assert CartEvent.objects.filter(cart_id=abandoned.id, type="cart_expired").count() == 1
+
+
+def test_the_app_finds_the_tasks_and_the_schedule_names_only_them(settings):
+    assert set(app.tasks) >= TASKS
+    schedule = app.conf.beat_schedule
+    assert {entry["task"] for entry in schedule.values()} <= TASKS
+    assert schedule["cart-passivation"]["schedule"] == settings.CART_SWEEP_EVERY
+    assert schedule["cart-abandonment"]["schedule"] == settings.CART_ABANDON_SWEEP_EVERY
+    for entry in schedule.values():
+        # A tick the worker did not get to before the next one is dropped, not piled up.
+        assert 0 < entry["options"]["expires"] <= entry["schedule"]
+
+
+def test_json_only_no_results_late_acks_and_time_limits():
+    conf = app.conf
+    assert conf.task_serializer == "json" and conf.result_serializer == "json"
+    assert list(conf.accept_content) == ["json"]
+    assert list(conf.result_accept_content) == ["json"]
+    assert conf.event_serializer == "json"
+    assert conf.task_ignore_result is True and not conf.result_backend
+    assert conf.task_acks_late is True and conf.worker_prefetch_multiplier == 1
+    assert 0 < conf.task_soft_time_limit < conf.task_time_limit
+    # The default scheduler persists its state with shelve, which is pickle.
+    assert conf.beat_scheduler == "celery.beat:Scheduler"
+    # Publishing gives up within about a second instead of retrying for long.
+    policy = conf.task_publish_retry_policy
+    assert policy["max_retries"] <= 2 and policy["interval_max"] <= 0.5
+    assert conf.broker_connection_timeout <= 1
