@@ -1,0 +1,431 @@
+"""HTTP benchmark: the JSON API under gunicorn, driven by wrk; appends its section to results.md.
+
+Not named http.py: `python bench/run.py` puts bench/ first on sys.path, where a module named
+`http` would shadow the standard library's (Django imports http.cookies).
+
+One gunicorn (2 sync workers, persistent database connections, DEBUG off, bench.naivecart
+installed) serves every endpoint of one run; wrk drives each for 10 s with 16 connections
+after a short warm-up, in interleaved rounds (the reads together, then the writes):
+
+* GET /bench/constant: a constant JSON body through the same middleware (the ceiling);
+* GET /api/v1/carts/{id}: a 3-line cart from memory;
+* GET /bench/naive/carts/{id}: the same cart from the naive ORM tables (2 queries);
+* POST /api/v1/carts/{id}/lines and POST /bench/naive/carts/{id}/lines: add 1 to an existing
+  line (a huge CART_MAX_LINE_QUANTITY and stock, so every request succeeds).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ["CARTIMAGE_BENCH"] = "1"
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DJANGO_DEBUG", "0")
+
+import django  # noqa: E402
+
+django.setup()
+
+import orjson  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from bench.naivecart import service as naive  # noqa: E402
+from carts.models import Product  # noqa: E402
+from cartsvc import service  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results.md"
+WRK = os.environ.get("WRK", "/usr/bin/wrk")
+HUGE = 2_000_000_000
+SKUS = ("BENCH-A", "BENCH-B", "BENCH-C")
+DURATION = int(os.environ.get("BENCH_HTTP_SECONDS", "10"))
+WARMUP = 2
+ROUNDS = 5
+CONNECTIONS = 16
+THREADS = 2
+WORKERS = 2
+WORKER_CLASS = os.environ.get("BENCH_HTTP_WORKER_CLASS", "sync")
+WORKER_THREADS = int(os.environ.get("BENCH_HTTP_WORKER_THREADS", "1"))
+ADD_BODY = orjson.dumps({"sku": SKUS[0], "quantity": 1}).decode()
+
+# wrk's own numbers, exactly: latencies in microseconds, every kind of error counted.
+REPORT_LUA = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT %d %d %d %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.connect, e.read, e.write, e.status,
+    e.timeout))
+end
+"""
+POST_LUA = """
+wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    warmup_requests: int = 0
+    worker_cpu: float = 0.0  # CPU seconds of the gunicorn workers over the measured runs
+    compared: str = ""
+
+    @property
+    def cpu_us(self) -> float:
+        """Worker CPU (user + system) per request: the server's own cost, which load from
+        other work on the host hardly moves, unlike requests/s."""
+        return self.worker_cpu / self.requests * 1e6
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+# ---------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int, log_path: Path) -> subprocess.Popen:
+    """gunicorn with the project's gunicorn.conf.py (as deployed); the command line sets the
+    workers and the address, and the metrics directory is this run's own."""
+    env = {
+        **os.environ,
+        "CARTIMAGE_BENCH": "1",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "CART_MAX_LINE_QUANTITY": str(HUGE),
+        "DB_CONN_MAX_AGE": "600",  # persistent connections, one per worker
+        "CART_LOG_LEVEL": "WARNING",
+        "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / "metrics"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        str(ROOT / "gunicorn.conf.py"),
+        "config.wsgi:application",
+        "--workers",
+        str(WORKERS),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        "--backlog",
+        "256",
+        "--worker-class",
+        WORKER_CLASS,
+        "--threads",
+        str(WORKER_THREADS),
+    ]
+    with log_path.open("wb") as out:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {log_path.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/constant", timeout=1):
+                return server
+        except OSError:
+            time.sleep(0.2)
+    stop_server(server)
+    raise RuntimeError(f"gunicorn did not answer: {log_path.read_text()[-2000:]}")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+# ---------------------------------------------------------------- the load
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def workers_cpu(master: int) -> float:
+    """CPU seconds (user + system) used so far by the gunicorn master's worker processes."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == master:  # fields: state, ppid, ... utime (11), stime (12)
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def wrk(url: str, seconds: int, script: Path) -> tuple[int, float, float, float, int]:
+    """(requests, seconds, p50 ms, p99 ms, errors) of one wrk run."""
+    command = [
+        WRK,
+        f"-t{THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            requests, duration, p50, p99, *errors = map(int, line.split()[1:])
+            return requests, duration / 1e6, p50 / 1000, p99 / 1000, sum(errors)
+    raise RuntimeError(f"no result from wrk: {out.stdout}\n{out.stderr}")
+
+
+@dataclass
+class Endpoint:
+    key: str
+    name: str
+    url: str
+    script: Path
+
+
+def measure(endpoints: list[Endpoint], master: int) -> dict[str, Result]:
+    """Warm each endpoint up, then measure them in interleaved rounds (DURATION seconds each
+    in all), so that load from other work on the host falls on every row of a comparison
+    alike. Requests/s over all rounds; p50 weighted by requests; p99 the worst round's."""
+    runs: dict[str, list[tuple[int, float, float, float, int]]] = {e.key: [] for e in endpoints}
+    cpu = dict.fromkeys(runs, 0.0)
+    warm: dict[str, tuple[int, int]] = {}
+    for endpoint in endpoints:
+        requests, _, _, _, errors = wrk(endpoint.url, WARMUP, endpoint.script)
+        warm[endpoint.key] = (requests, errors)
+    for _ in range(ROUNDS):
+        for endpoint in endpoints:
+            before = workers_cpu(master)
+            runs[endpoint.key].append(wrk(endpoint.url, DURATION // ROUNDS, endpoint.script))
+            cpu[endpoint.key] += workers_cpu(master) - before
+    results = {}
+    for endpoint in endpoints:
+        done = runs[endpoint.key]
+        requests = sum(run[0] for run in done)
+        result = Result(
+            endpoint.name,
+            requests,
+            sum(run[1] for run in done),
+            sum(run[0] * run[2] for run in done) / max(requests, 1),
+            max(run[3] for run in done),
+            sum(run[4] for run in done) + warm[endpoint.key][1],
+            warm[endpoint.key][0],
+            cpu[endpoint.key],
+        )
+        log(
+            f"  {result.name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms,"
+            f" p99 {result.p99_ms:.2f} ms, worker CPU {result.cpu_us:,.0f} us/request,"
+            f" {result.errors} errors"
+        )
+        results[endpoint.key] = result
+    return results
+
+
+# ---------------------------------------------------------------- the data
+
+
+def make_data() -> dict[str, str]:
+    for index, sku in enumerate(SKUS):
+        Product.objects.update_or_create(
+            sku=sku,
+            defaults={
+                "name": f"Bench product {sku[-1]}",
+                "price": Decimal(f"{index + 1}9.90"),
+                "stock": HUGE,
+                "active": True,
+            },
+        )
+    ids = {}
+    for key in ("read", "write"):
+        cart = service.open_cart()
+        naive_id = naive.open_cart()
+        for sku in SKUS:
+            service.add_line(cart.id, sku, 1)
+            naive.add_line(naive_id, sku, 1)
+        ids[key], ids[f"naive_{key}"] = cart.id, str(naive_id)
+    return ids
+
+
+# ---------------------------------------------------------------- the run
+
+
+def check(ok: bool, text: str) -> str:
+    return f"- **{'PASS' if ok else 'MISS'}** {text}"
+
+
+def run() -> tuple[str, int]:
+    """Measure; return the Markdown section and the number of failed requests."""
+    began = time.perf_counter()
+    load_at_start = os.getloadavg()
+    ids = make_data()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    workdir = Path(tempfile.mkdtemp(prefix="cartimage-http-"))
+    get_lua = workdir / "get.lua"
+    get_lua.write_text(REPORT_LUA)
+    post_lua = workdir / "post.lua"
+    post_lua.write_text(POST_LUA.format(body=ADD_BODY) + REPORT_LUA)
+    write_version = service.get_cart(ids["write"]).version
+    log(f"gunicorn ({WORKERS} workers) on {base}; wrk {CONNECTIONS} connections, {DURATION} s")
+    server = start_server(port, workdir / "gunicorn.log")
+    try:
+        reads = [
+            Endpoint("ceiling", "GET constant JSON (ceiling)", f"{base}/bench/constant", get_lua),
+            Endpoint(
+                "get", "GET cart (memory image)", f"{base}/api/v1/carts/{ids['read']}", get_lua
+            ),
+            Endpoint(
+                "naive_get",
+                "GET cart (naive ORM)",
+                f"{base}/bench/naive/carts/{ids['naive_read']}",
+                get_lua,
+            ),
+        ]
+        writes = [
+            Endpoint(
+                "add",
+                "POST add line (memory image)",
+                f"{base}/api/v1/carts/{ids['write']}/lines",
+                post_lua,
+            ),
+            Endpoint(
+                "naive_add",
+                "POST add line (naive ORM)",
+                f"{base}/bench/naive/carts/{ids['naive_write']}/lines",
+                post_lua,
+            ),
+        ]
+        rows = measure(reads, server.pid) | measure(writes, server.pid)
+    finally:
+        stop_server(server)
+    # Every POST applied exactly once: the cart moved by one version per request answered.
+    applied = service.get_cart(ids["write"]).version - write_version
+    add_requests = rows["add"].requests + rows["add"].warmup_requests
+    ceiling, get, naive_get = rows["ceiling"], rows["get"], rows["naive_get"]
+    add, naive_add = rows["add"], rows["naive_add"]
+    of_ceiling = get.rps / ceiling.rps
+    over_naive_get = get.rps / naive_get.rps
+    over_naive_add = add.rps / naive_add.rps
+    ceiling.compared = "the framework's ceiling"
+    get.compared = f"{of_ceiling:.0%} of the ceiling; {over_naive_get:.2f}x the naive GET"
+    naive_get.compared = f"{naive_get.rps / ceiling.rps:.0%} of the ceiling"
+    add.compared = f"{over_naive_add:.2f}x the naive add"
+    naive_add.compared = "baseline of the adds"
+    errors = sum(row.errors for row in rows.values())
+    targets = [
+        (
+            of_ceiling >= 0.8,
+            f"GET cart at least 80% of the constant-JSON ceiling: {of_ceiling:.0%}",
+        ),
+        (over_naive_get >= 2.5, f"GET cart at least 2.5x the naive ORM GET: {over_naive_get:.2f}x"),
+        (over_naive_add >= 2, f"POST add at least 2x the naive ORM add: {over_naive_add:.2f}x"),
+    ]
+    out = [
+        "",
+        "## HTTP (gunicorn + wrk)",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: gunicorn {WORKERS} {WORKER_CLASS} workers"
+        + (f" x {WORKER_THREADS} threads" if WORKER_THREADS > 1 else "")
+        + f" (persistent DB connections, DEBUG={settings.DEBUG}) on 127.0.0.1; wrk {THREADS}"
+        f" threads, {CONNECTIONS} connections, {DURATION} s per endpoint after a {WARMUP} s"
+        f" warm-up, measured in {ROUNDS} interleaved rounds (the reads, then the writes);"
+        " requests/s over all rounds, p50 weighted by requests, p99 of the worst round."
+        " Server, wrk, PostgreSQL and Redis share the host's CPUs with any other work.",
+        "",
+        "| endpoint | requests/s | p50 ms | p99 ms | worker CPU µs/request | compared with |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in rows.values():
+        out.append(
+            f"| {row.name} | {row.rps:,.0f} | {row.p50_ms:.2f} | {row.p99_ms:.2f} |"
+            f" {row.cpu_us:,.0f} | {row.compared} |"
+        )
+    out += [
+        "",
+        "Worker CPU per request (user + system time of the gunicorn workers, so the Redis and"
+        " PostgreSQL round trips' system calls included) is the server's own cost, and holds"
+        " steadier than requests/s when other work shares the host: GET cart costs"
+        f" {get.cpu_us / ceiling.cpu_us:.2f}x the ceiling's, the naive GET"
+        f" {naive_get.cpu_us / get.cpu_us:.2f}x GET cart's, the naive add"
+        f" {naive_add.cpu_us / add.cpu_us:.2f}x the add's.",
+        "",
+        f"Errors (connect, read, write, non-2xx, timeouts) over all runs: {errors}. POST add"
+        f" (memory image) answered {add_requests:,} requests, warm-up included, and the cart"
+        f" moved by {applied:,} versions (requests still in flight when wrk stopped count in"
+        " the second number only).",
+        "",
+        "### Targets",
+        "",
+        *(check(ok, text) for ok, text in targets),
+        "",
+        "load average (1/5/15 min) at start "
+        + " / ".join(f"{x:.2f}" for x in load_at_start)
+        + ", at end "
+        + " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        + f"; HTTP bench time {time.perf_counter() - began:.0f} s.",
+        "",
+    ]
+    # wrk counts the requests answered before its clock stopped; up to one per connection
+    # was still in flight at the end of each run (warm-up and rounds), and applied all the same.
+    if not add_requests <= applied <= add_requests + (ROUNDS + 1) * CONNECTIONS:
+        errors += 1
+        out.insert(-3, f"**ERROR**: {add_requests} adds answered but {applied} applied.\n")
+    return "\n".join(out), errors
+
+
+def main() -> int:
+    """Run, print the section and append it to bench/results.md. Exit 1 only when requests
+    failed (a missed target is reported, not fatal: the numbers depend on the machine)."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.postgresql" or "bench" not in database["NAME"]:
+        sys.exit("the HTTP bench needs a PostgreSQL database named for benchmarks (make bench)")
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+    section, errors = run()
+    print(section)
+    with RESULTS.open("a") as results:
+        results.write(section)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

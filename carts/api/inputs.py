@@ -1,0 +1,212 @@
+"""What the API reads from a request: the JSON body, If-Match, Idempotency-Key, ids, queries."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+from django.http import HttpRequest
+
+from carts.api.errors import ApiError, invalid
+from cartsvc import service
+
+MAX_BODY = 16 * 1024
+MAX_VERSION = 2**31 - 1
+MAX_KEY = 128
+# What the OpenAPI document promises to accept; anything outside is refused here, before any
+# rule of the cart (so a schema-invalid request is 400 whatever the cart's state).
+MAX_QUANTITY = 2**31 - 1
+MAX_TEXT = 64
+MAX_OPTIONS = 10
+HISTORY_PAGE = 50
+HISTORY_MAX_PAGE = 200
+_DIGITS = frozenset("0123456789")
+
+
+def not_found(what: str = "cart", field: str | None = None) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found", field=field)
+
+
+# ---------------------------------------------------------------- ids in the path
+
+
+def cart_id(raw: str) -> str:
+    """The canonical form of a cart id; anything that is not a UUID is an unknown cart."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise not_found() from None
+
+
+def line_id(raw: str) -> int:
+    if not raw or len(raw) > 18 or not _DIGITS.issuperset(raw):
+        raise not_found("line", "line_id")
+    return int(raw)
+
+
+# ---------------------------------------------------------------- the body
+
+
+def _media_type_is_json(header: str) -> bool:
+    media_type, *params = header.split(";")
+    if media_type.strip().lower() != "application/json":
+        return False
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "charset":
+            return False
+        if value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+def _content_length(request: HttpRequest) -> int:
+    raw = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        return max(int(raw), 0)
+    except ValueError:
+        return 0
+
+
+def json_body(request: HttpRequest, *, required: bool) -> dict[str, Any]:
+    """The request's JSON object, checked in this order: size (413, before anything is read),
+    media type (415), syntax (400 malformed_json), shape (400 invalid).
+
+    POST and PATCH always need `Content-Type: application/json`, even with an empty body
+    (see the views' note on CSRF); an endpoint that takes no fields accepts an empty body.
+    """
+    length = _content_length(request)
+    if length > MAX_BODY:
+        raise ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+    content_type = request.META.get("CONTENT_TYPE", "")
+    if (length or request.method != "DELETE") and not _media_type_is_json(content_type):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the request body as application/json (UTF-8)",
+            field="Content-Type",
+        )
+    raw = request.body if length else b""
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+    if not raw.strip():
+        if required:
+            raise ApiError(400, "malformed_json", "the request body must be a JSON object")
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(
+            400, "malformed_json", f"the request body is not valid JSON: {exc}"
+        ) from None
+    if not isinstance(body, dict):
+        raise invalid("body", "the request body must be a JSON object")
+    return body
+
+
+def fields(body: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """Refuse unknown fields (a client can not send `unit_price`) and missing ones."""
+    for name in body:
+        if name not in required and name not in optional:
+            raise invalid(name, f"unknown field {name!r}")
+    for name in required:
+        if name not in body:
+            raise invalid(name, f"{name} is required")
+
+
+def quantity(value: Any, minimum: int) -> int:
+    """A JSON integer from `minimum` to MAX_QUANTITY: not a bool, a string or a fraction. A
+    number with no fractional part (2.0) is an integer, as in JSON Schema. The cart's own
+    limit (CART_MAX_LINE_QUANTITY) is the service's rule: 422 quantity_limit."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int:
+        raise invalid("quantity", "quantity must be an integer")
+    if not minimum <= value <= MAX_QUANTITY:
+        raise invalid("quantity", f"quantity must be from {minimum} to {MAX_QUANTITY}")
+    return value
+
+
+def text(value: Any, field: str, max_length: int = MAX_TEXT) -> str:
+    if not isinstance(value, str):
+        raise invalid(field, f"{field} must be a string")
+    if not value.strip() or len(value) > max_length:
+        raise invalid(field, f"{field} must be a non-blank string of at most {max_length}")
+    return value
+
+
+def options(value: Any) -> dict[str, str]:
+    """Up to MAX_OPTIONS names (1 to MAX_TEXT characters) to strings (up to MAX_TEXT), with no
+    NUL character anywhere (PostgreSQL's jsonb can not store one)."""
+    if not isinstance(value, dict):
+        raise invalid("options", "options must be an object (leave it out for none)")
+    if len(value) > MAX_OPTIONS:
+        raise invalid("options", f"at most {MAX_OPTIONS} options")
+    for name, item in value.items():
+        if not isinstance(item, str):
+            raise invalid("options", "options must map names to strings")
+        if not 1 <= len(name) <= MAX_TEXT or len(item) > MAX_TEXT:
+            raise invalid("options", f"option names and values are at most {MAX_TEXT} characters")
+        if "\x00" in name or "\x00" in item:
+            raise invalid("options", "options can not contain NUL characters")
+    return value
+
+
+# ---------------------------------------------------------------- headers and queries
+
+
+def expected_version(request: HttpRequest) -> int | None:
+    """`If-Match: "<version>"` as the version the client expects; `*` or none: no check."""
+    raw = request.META.get("HTTP_IF_MATCH")
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value == "*":
+        return None
+    digits = value[1:-1]
+    if (
+        len(value) < 3
+        or value[0] != '"'
+        or value[-1] != '"'
+        or len(digits) > 10
+        or not _DIGITS.issuperset(digits)
+    ):
+        raise invalid("If-Match", 'If-Match must be one entity tag: "<version>" (or *)')
+    return int(digits)
+
+
+def idempotency_key(request: HttpRequest) -> str | None:
+    """The Idempotency-Key header, checked: 1 to MAX_KEY visible ASCII characters."""
+    key = request.META.get("HTTP_IDEMPOTENCY_KEY")
+    if key is not None and (
+        not 1 <= len(key) <= MAX_KEY or not all("!" <= char <= "~" for char in key)
+    ):
+        raise invalid(
+            "Idempotency-Key", f"Idempotency-Key must be 1 to {MAX_KEY} visible ASCII characters"
+        )
+    return key
+
+
+def idempotency(
+    request: HttpRequest, key: str, scope: str, body: dict[str, Any]
+) -> service.Idempotency:
+    """`key` within `scope`; the fingerprint is the method, the path and the parsed body, so a
+    retry must repeat all three."""
+    described = {"method": request.method, "path": request.path, "body": body}
+    try:
+        return service.idempotency(scope, key, described)
+    except service.DomainError as exc:
+        raise invalid("Idempotency-Key", exc.message) from None
+
+
+def query_int(request: HttpRequest, name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = request.GET.get(name)
+    if raw is None:
+        return default
+    if not raw or len(raw) > 10 or not _DIGITS.issuperset(raw):
+        raise invalid(name, f"{name} must be an integer from {minimum} to {maximum}")
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise invalid(name, f"{name} must be an integer from {minimum} to {maximum}")
+    return value

@@ -1,0 +1,521 @@
+"""The OpenAPI 3.1 document of /api/v1/, kept in the repo and served at /api/v1/openapi.json.
+
+tests/api/test_openapi.py checks that it is valid OpenAPI, that it lists exactly the routes and
+methods of carts/api/urls.py, and schemathesis checks every response against it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import orjson
+
+from carts.api.inputs import (
+    HISTORY_MAX_PAGE,
+    HISTORY_PAGE,
+    MAX_BODY,
+    MAX_KEY,
+    MAX_OPTIONS,
+    MAX_QUANTITY,
+    MAX_TEXT,
+    MAX_VERSION,
+)
+
+JSON = "application/json"
+NO_NUL = "^[^\\u0000]*$"
+
+
+def ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {JSON: {"schema": schema}}
+
+
+MONEY = {
+    "type": "string",
+    "pattern": "^-?[0-9]+\\.[0-9]{2}$",
+    "description": 'A decimal amount with two places, e.g. "12.50"; never a float.',
+    "examples": ["12.50"],
+}
+
+LINE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "sku", "name", "options", "quantity", "unit_price", "line_total"],
+    "properties": {
+        "id": {"type": "integer", "minimum": 1},
+        "sku": {"type": "string"},
+        "name": {"type": "string"},
+        "options": {"type": "object", "additionalProperties": {"type": "string"}},
+        "quantity": {"type": "integer", "minimum": 1},
+        "unit_price": ref("schemas", "Money"),
+        "line_total": ref("schemas", "Money"),
+    },
+}
+
+CART = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "id",
+        "version",
+        "status",
+        "currency",
+        "lines",
+        "saved_for_later",
+        "discount",
+        "subtotal",
+        "total",
+        "item_count",
+        "updated_at",
+    ],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "version": {"type": "integer", "minimum": 1},
+        "status": {"type": "string", "enum": ["open", "checked_out", "expired", "merged"]},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "lines": {"type": "array", "items": ref("schemas", "Line")},
+        "saved_for_later": {
+            "type": "array",
+            "items": ref("schemas", "Line"),
+            "description": "Lines set aside: kept with the cart, not counted in its totals.",
+        },
+        "discount": {
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["code", "amount"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "amount": ref("schemas", "Money"),
+                    },
+                },
+            ]
+        },
+        "subtotal": ref("schemas", "Money"),
+        "total": ref("schemas", "Money"),
+        "item_count": {"type": "integer", "minimum": 0},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+PRODUCT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["sku", "name", "price", "stock"],
+    "properties": {
+        "sku": {"type": "string"},
+        "name": {"type": "string"},
+        "price": ref("schemas", "Money"),
+        "stock": {"type": "integer", "minimum": 0},
+    },
+}
+
+EVENT_PAGE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["events", "next_after"],
+    "properties": {
+        "events": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["version", "type", "schema", "data", "at"],
+                "properties": {
+                    "version": {"type": "integer", "minimum": 1},
+                    "type": {"type": "string"},
+                    "schema": {
+                        "type": "integer",
+                        "description": "The version of the event's data layout, as recorded.",
+                    },
+                    "data": {"type": "object"},
+                    "at": {"type": "string", "format": "date-time"},
+                },
+            },
+        },
+        "next_after": {
+            "type": ["integer", "null"],
+            "description": "Pass as `after` for the next page; null on the last page.",
+        },
+    },
+}
+
+ERROR_CODES = [
+    "malformed_json",
+    "invalid",
+    "not_found",
+    "method_not_allowed",
+    "cart_not_open",
+    "version_conflict",
+    "payload_too_large",
+    "unsupported_media_type",
+    "unknown_sku",
+    "insufficient_stock",
+    "quantity_limit",
+    "invalid_discount",
+    "idempotency_key_reused",
+    "busy",
+]
+
+
+def _error_schema(codes: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": codes},
+                    "message": {"type": "string"},
+                    "field": {"type": "string"},
+                },
+            }
+        },
+    }
+
+
+_ERRORS = {
+    400: (
+        "Malformed JSON, or an invalid field, parameter or header (named by `field`).",
+        ["malformed_json", "invalid"],
+    ),
+    404: ("Unknown cart or line, or a cart the caller may not see.", ["not_found"]),
+    409: ("The cart is not open (checked out, expired or merged).", ["cart_not_open"]),
+    412: ("If-Match names a version the cart has moved on from.", ["version_conflict"]),
+    413: (f"The request body is over {MAX_BODY} bytes.", ["payload_too_large"]),
+    415: (
+        "POST and PATCH need Content-Type: application/json (charset utf-8 allowed).",
+        ["unsupported_media_type"],
+    ),
+    503: ("The cart is too busy right now; retry after Retry-After seconds.", ["busy"]),
+}
+
+
+def _error(status: int, codes422: list[str] | None = None) -> dict[str, Any]:
+    if status == 422:
+        description, codes = "A business rule refused the command.", codes422 or []
+    else:
+        description, codes = _ERRORS[status]
+    return {"description": description, "content": _json(_error_schema(codes))}
+
+
+ETAG_HEADER = {
+    "description": 'The cart\'s version as a strong entity tag: "<version>".',
+    "required": True,
+    "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+}
+
+
+def _cart_ok(description: str, status: int = 200) -> dict[str, Any]:
+    headers: dict[str, Any] = {"ETag": ETAG_HEADER}
+    if status == 201:
+        headers["Location"] = {
+            "description": "The new cart's URL.",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    return {
+        "description": description,
+        "headers": headers,
+        "content": _json(ref("schemas", "Cart")),
+    }
+
+
+def _body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"required": True, "description": description, "content": _json(schema)}
+
+
+NO_FIELDS = _body(
+    ref("schemas", "NoFields"),
+    "No fields: send `{}` (an empty body is accepted too), with Content-Type: application/json"
+    " as on every POST.",
+)
+
+MUTATION_HEADERS = [ref("parameters", "IfMatch"), ref("parameters", "IdempotencyKey")]
+
+
+def _mutation(
+    summary: str,
+    codes422: list[str],
+    body: dict[str, Any] | None = None,
+    extra: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": _cart_ok("The cart after the command.")}
+    for status in sorted({400, 404, 409, 412, 413, 415, 503, *extra}):
+        responses[str(status)] = _error(status)
+    responses["422"] = _error(422, [*codes422, "idempotency_key_reused"])
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "parameters": MUTATION_HEADERS,
+        "responses": dict(sorted(responses.items())),
+    }
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+CART_PATH = [ref("parameters", "CartId")]
+LINE_PATH = [ref("parameters", "CartId"), ref("parameters", "LineId")]
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "cartimage cart API",
+        "version": "1.0.0",
+        "description": (
+            "Shopping carts kept as a memory image. Errors are"
+            ' `{"error": {"code", "message", "field"?}}`. Every mutation takes the optional'
+            ' headers `If-Match: "<version>"` (412 when the cart has moved on) and'
+            " `Idempotency-Key` (a retry with the same key, method, path and body returns the"
+            " first answer and applies nothing twice; the same key with another request is 422"
+            " `idempotency_key_reused`). A logged-in user's carts are visible to that user only"
+            " (404 for anyone else); an anonymous cart's id is its bearer capability."
+        ),
+    },
+    "servers": [{"url": "/api/v1"}],
+    "paths": {
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI document.",
+                        "content": _json({"type": "object"}),
+                    }
+                },
+            }
+        },
+        "/products": {
+            "get": {
+                "summary": "The catalog (active products)",
+                "responses": {
+                    "200": {
+                        "description": "Products, by sku.",
+                        "content": _json({"type": "array", "items": ref("schemas", "Product")}),
+                    }
+                },
+            }
+        },
+        "/carts": {
+            "post": {
+                "summary": "Open a cart (owned by the caller when logged in)",
+                "description": (
+                    "The Idempotency-Key of this request is scoped to the caller: the user when"
+                    " logged in, else the visitor's session (created if there is none)."
+                ),
+                "parameters": [ref("parameters", "IdempotencyKey")],
+                "requestBody": NO_FIELDS,
+                "responses": {
+                    "201": _cart_ok("The new cart.", 201),
+                    "400": _error(400),
+                    "413": _error(413),
+                    "415": _error(415),
+                    "422": _error(422, ["idempotency_key_reused"]),
+                    "503": _error(503),
+                },
+            }
+        },
+        "/carts/{cart_id}": {
+            "parameters": CART_PATH,
+            "get": {
+                "summary": "A cart",
+                "parameters": [ref("parameters", "IfNoneMatch")],
+                "responses": {
+                    "200": _cart_ok("The cart."),
+                    "304": {
+                        "description": "If-None-Match matched the cart's ETag.",
+                        "headers": {"ETag": ETAG_HEADER},
+                    },
+                    "404": _error(404),
+                },
+            },
+        },
+        "/carts/{cart_id}/lines": {
+            "parameters": CART_PATH,
+            "post": _mutation(
+                "Add a product (the same sku and options merge into one line)",
+                ["unknown_sku", "insufficient_stock", "quantity_limit"],
+                _body(ref("schemas", "AddLine"), "What to add."),
+            ),
+        },
+        "/carts/{cart_id}/lines/{line_id}": {
+            "parameters": LINE_PATH,
+            "patch": _mutation(
+                "Set a line's quantity (0 removes the line)",
+                ["insufficient_stock", "quantity_limit"],
+                _body(ref("schemas", "SetQuantity"), "The new quantity."),
+            ),
+            "delete": _mutation(
+                "Remove a line or a saved-for-later item (line ids are unique across both)", []
+            ),
+        },
+        "/carts/{cart_id}/lines/{line_id}/save-for-later": {
+            "parameters": LINE_PATH,
+            "post": _mutation(
+                "Move a line to the saved-for-later list (out of the totals)",
+                ["quantity_limit"],
+                NO_FIELDS,
+            ),
+        },
+        "/carts/{cart_id}/saved/{line_id}/move-to-cart": {
+            "parameters": LINE_PATH,
+            "post": _mutation(
+                "Bring a saved item back into the cart (merging with a line of the same sku and"
+                " options)",
+                ["quantity_limit"],
+                NO_FIELDS,
+            ),
+        },
+        "/carts/{cart_id}/discount": {
+            "parameters": CART_PATH,
+            "post": _mutation(
+                "Apply a discount code",
+                ["invalid_discount"],
+                _body(ref("schemas", "ApplyDiscount"), "The code."),
+            ),
+            "delete": _mutation("Remove the discount", []),
+        },
+        "/carts/{cart_id}/checkout": {
+            "parameters": CART_PATH,
+            "post": _mutation(
+                "Check out: prices and stock are re-checked, stock is taken, the cart freezes"
+                " (an empty cart is 400 `invalid`, field `lines`)",
+                ["unknown_sku", "insufficient_stock"],
+                NO_FIELDS,
+            ),
+        },
+        "/carts/{cart_id}/events": {
+            "parameters": CART_PATH,
+            "get": {
+                "summary": "The cart's history, oldest first, a page at a time",
+                "parameters": [
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "description": "Only events after this version (default 0).",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_VERSION},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": f"Page size (default {HISTORY_PAGE}).",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": HISTORY_MAX_PAGE},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "A page of events.",
+                        "content": _json(ref("schemas", "EventPage")),
+                    },
+                    "400": _error(400),
+                    "404": _error(404),
+                },
+            },
+        },
+    },
+    "components": {
+        "schemas": {
+            "Money": MONEY,
+            "Line": LINE,
+            "Cart": CART,
+            "Product": PRODUCT,
+            "EventPage": EVENT_PAGE,
+            "Error": _error_schema(ERROR_CODES),
+            "NoFields": {"type": "object", "additionalProperties": False},
+            "AddLine": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["sku", "quantity"],
+                "properties": {
+                    "sku": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_TEXT,
+                        "pattern": "\\S",
+                    },
+                    "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY},
+                    "options": {
+                        "type": "object",
+                        "description": 'Variant choices, e.g. {"size": "M"}; key order'
+                        " does not matter.",
+                        "maxProperties": MAX_OPTIONS,
+                        "propertyNames": {"minLength": 1, "maxLength": MAX_TEXT, "pattern": NO_NUL},
+                        "additionalProperties": {
+                            "type": "string",
+                            "maxLength": MAX_TEXT,
+                            "pattern": NO_NUL,
+                        },
+                    },
+                },
+            },
+            "SetQuantity": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["quantity"],
+                "properties": {
+                    "quantity": {"type": "integer", "minimum": 0, "maximum": MAX_QUANTITY}
+                },
+            },
+            "ApplyDiscount": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["code"],
+                "properties": {
+                    "code": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_TEXT,
+                        "pattern": "\\S",
+                    }
+                },
+            },
+        },
+        "parameters": {
+            "CartId": {
+                "name": "cart_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "format": "uuid"},
+            },
+            "LineId": {
+                "name": "line_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer"},
+            },
+            "IfMatch": {
+                "name": "If-Match",
+                "in": "header",
+                "description": 'The version the client expects: "<version>" (or *).',
+                "schema": {"type": "string", "pattern": '^(\\*|"[0-9]{1,10}")$'},
+            },
+            "IfNoneMatch": {
+                "name": "If-None-Match",
+                "in": "header",
+                "description": "304 when it lists the cart's current ETag (or is *).",
+                "schema": {"type": "string"},
+            },
+            "IdempotencyKey": {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "description": f"1 to {MAX_KEY} visible ASCII characters; kept 24 h or more.",
+                "schema": {"type": "string", "pattern": f"^[!-~]{{1,{MAX_KEY}}}$"},
+            },
+        },
+    },
+}
+
+
+@cache
+def document_bytes() -> bytes:
+    return orjson.dumps(DOCUMENT)
