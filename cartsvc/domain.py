@@ -69,6 +69,12 @@ class IdempotencyKeyReused(DomainError):
     code, status = "idempotency_key_reused", 422
 
 
+class Busy(DomainError):
+    """The cart stayed locked by other writers for longer than we wait: retry later."""
+
+    code, status = "busy", 503
+
+
 def money(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 

@@ -450,7 +450,7 @@ def execute(
         if attempt:
             metrics.inc("write_retries", attempt)
         return states
-    raise d.DomainError("cart is too busy, try again", code="busy")
+    raise d.Busy("the cart is too busy right now, try again")
 
 
 def _attempt(

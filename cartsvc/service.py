@@ -76,7 +76,9 @@ def limits() -> d.Limits:
 def idempotency(scope: str, key: str, request: Any) -> Idempotency:
     """An Idempotency-Key for `request` (any JSON-able description of it) within `scope`."""
     if not isinstance(key, str) or not 1 <= len(key) <= 128 or not key.isprintable():
-        raise d.InvalidInput("Idempotency-Key must be 1 to 128 printable characters", field="key")
+        raise d.InvalidInput(
+            "Idempotency-Key must be 1 to 128 printable characters", field="Idempotency-Key"
+        )
     body = orjson.dumps(request, option=orjson.OPT_SORT_KEYS, default=str)
     return Idempotency(scope, key, hashlib.sha256(body).hexdigest())
 
@@ -90,8 +92,18 @@ def _check_int(value: Any, field: str) -> int:
     return value
 
 
+def _printable(value: str) -> bool:
+    # PostgreSQL text and jsonb can not store NUL; every other character is fine.
+    return "\x00" not in value
+
+
 def _check_sku(sku: Any) -> str:
-    if not isinstance(sku, str) or not sku.strip() or len(sku) > MAX_SKU_LENGTH:
+    if (
+        not isinstance(sku, str)
+        or not sku.strip()
+        or len(sku) > MAX_SKU_LENGTH
+        or not _printable(sku)
+    ):
         raise d.InvalidInput(
             f"sku must be a non-empty string of at most {MAX_SKU_LENGTH}", field="sku"
         )
@@ -106,7 +118,13 @@ def _check_options(options: Any) -> d.Options:
             f"options must be an object of at most {MAX_OPTIONS} entries", field="options"
         )
     for key, value in options.items():
-        if not isinstance(value, str) or not key or len(key) > MAX_OPTION_LENGTH:
+        if (
+            not isinstance(value, str)
+            or not key
+            or len(key) > MAX_OPTION_LENGTH
+            or not _printable(key)
+            or not _printable(value)
+        ):
             raise d.InvalidInput("options must map names to strings", field="options")
         if len(value) > MAX_OPTION_LENGTH:
             raise d.InvalidInput(
@@ -158,7 +176,11 @@ def open_cart(
 
 
 def _mutate(cart_id: Any, command: d.Command, as_user: Any, **door: Any) -> Cart:
-    return _run(cart_key(cart_id), command, as_user, **door)
+    cart = _run(cart_key(cart_id), command, as_user, **door)
+    # A replayed Idempotency-Key answer comes back without running the command: the caller
+    # must still be allowed to see the cart.
+    _visible(cart, as_user)
+    return cart
 
 
 def add_line(
@@ -217,7 +239,7 @@ def move_to_cart(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door: A
 
 def apply_discount(cart_id: Any, code: str, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     key = cart_key(cart_id)
-    if not isinstance(code, str) or not code.strip() or len(code) > 64:
+    if not isinstance(code, str) or not code.strip() or len(code) > 64 or not _printable(code):
         raise d.InvalidInput("code must be a non-empty string", field="code")
     found = catalog().discount(code.strip())
     if found is None or not found.active:

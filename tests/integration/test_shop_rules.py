@@ -64,6 +64,29 @@ class TestIdempotency:
         assert service.get_cart(cart.id).lines[0].quantity == 3
         assert IdempotencyKey.objects.filter(key="k-1").count() == 1
 
+    def test_a_replay_does_not_show_a_users_cart_to_anyone_else(self, products, alice, bob):
+        cart = make_cart({"SKU-1": 1}, owner_id=alice.id)
+        idem = service.idempotency(cart.id, "k-owner", {"sku": "SKU-1", "quantity": 1})
+        service.add_line(cart.id, "SKU-1", 1, as_user=alice.id, idempotency=idem)
+        for stranger in (bob.id, None):
+            with pytest.raises(domain.NotFound):
+                service.add_line(cart.id, "SKU-1", 1, as_user=stranger, idempotency=idem)
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda c: service.add_line(c, "SKU\x001", 1),
+            lambda c: service.add_line(c, "SKU-1", 1, {"size": "M\x00"}),
+            lambda c: service.add_line(c, "SKU-1", 1, {"s\x00": "M"}),
+            lambda c: service.apply_discount(c, "TEN\x00"),
+        ],
+    )
+    def test_nul_characters_are_refused_before_any_lookup(self, products, call):
+        cart = make_cart({"SKU-1": 1})
+        with pytest.raises(domain.InvalidInput):
+            call(cart.id)
+        assert service.get_cart(cart.id) == cart
+
     def test_the_same_key_with_another_body_is_refused(self, products):
         cart = make_cart({"SKU-1": 1})
         service.add_line(

@@ -590,6 +590,8 @@ ERROR_CODES = {
     d.QuantityLimit: ("quantity_limit", 422),
     d.InvalidDiscount: ("invalid_discount", 422),
     d.IdempotencyKeyReused: ("idempotency_key_reused", 422),
+    # Not in DESIGN.md's table: a cart locked by others past every retry (the API's 503).
+    d.Busy: ("busy", 503),
 }
 
 
