@@ -67,6 +67,9 @@ class ImageStore(Protocol):
         """Release the lock: mode "set" publishes the new state, "keep" leaves the entry,
         "drop" removes it. Without the lock, "set"/"drop" invalidate instead."""
 
+    def wait_release(self, cart_id: str, timeout_ms: int) -> None:
+        """Wait until the cart's writer lock is released (or timeout_ms), then return."""
+
     def claim_many(self, cart_ids: list[str], token: str, claim_ms: int) -> list[tuple] | None:
         """For bulk warming: per cart (HIT, version) | (CLAIMED, gen) | (BUSY,) | (FILLING,);
         None when there is no lease. Claim tokens are f"{token}:{position + 2}"."""
@@ -260,7 +263,10 @@ if redis.call('EXISTS', KEYS[3]) == 0 then return {3} end
 local h = redis.call('HMGET', KEYS[1], 'v', 'm', 'mx')
 if h[2] and h[2] ~= ARGV[1] then
   local left = tonumber(h[3]) - now
-  if left > 0 then return {2, left} end
+  if left > 0 then
+    redis.call('HINCRBY', KEYS[1], 'w', 1)  -- one more waiter to wake on release
+    return {2, left}
+  end
   redis.call('HDEL', KEYS[1], 'v')
   redis.call('DEL', KEYS[2])
   h[1] = false
@@ -276,7 +282,7 @@ return {1}
 """
 )
 
-# KEYS: ctl, data, seen   ARGV: id, token, mode, version, payload, keep_ms
+# KEYS: ctl, data, seen, wake   ARGV: id, token, mode, version, payload, keep_ms
 _SETTLE = (
     _NOW
     + """
@@ -299,6 +305,13 @@ elseif ARGV[3] == 'drop' then
   redis.call('DEL', KEYS[2])
 end
 redis.call('HDEL', KEYS[1], 'm', 'mx')
+-- hand the lock over: wake one waiter now instead of letting it sleep out its backoff
+local waiting = tonumber(redis.call('HGET', KEYS[1], 'w') or '0')
+if waiting > 0 then
+  redis.call('HINCRBY', KEYS[1], 'w', -1)
+  redis.call('RPUSH', KEYS[4], '1')
+  redis.call('PEXPIRE', KEYS[4], 1000)
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return 1
@@ -373,6 +386,10 @@ class RedisStore:
         """The entry's payload (the state as JSON)."""
         return f"{self.prefix}:d:{cart_id}"
 
+    def wake_key(self, cart_id: str) -> str:
+        """Where a releasing writer drops a token for the next waiter."""
+        return f"{self.prefix}:q:{cart_id}"
+
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
             try:
@@ -401,9 +418,16 @@ class RedisStore:
     def settle(
         self, cart_id: str, token: str, mode: str, version: int, payload: bytes, keep_ms: int
     ) -> bool:
-        keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key]
+        keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key, self.wake_key(cart_id)]
         args = [cart_id, token, mode, version, payload, keep_ms]
         return bool(self._call(self._settle, keys, args))
+
+    def wait_release(self, cart_id: str, timeout_ms: int) -> None:
+        # Blocks at most timeout_ms (kept well under the socket timeout by the caller).
+        try:
+            self.client.blpop([self.wake_key(cart_id)], timeout=timeout_ms / 1000)
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
 
     def claim_many(self, cart_ids: list[str], token: str, claim_ms: int) -> list[tuple] | None:
         keys = [self.lease_key, *(self.key(cart_id) for cart_id in cart_ids)]
@@ -702,6 +726,10 @@ class EmbeddedStore:
             return out
 
         return self._tx(op)
+
+    def wait_release(self, cart_id: str, timeout_ms: int) -> None:
+        # No blocking primitive in SQLite: a short sleep, then the caller asks again.
+        time.sleep(min(timeout_ms, 2) / 1000)
 
     def fill_many(self, items: list[tuple[str, str, str, int, bytes]], keep_ms: int) -> list[bool]:
         return [

@@ -312,7 +312,6 @@ class _Locks:
         lock_ms = _ms(conf.LOCK_TTL)
         for cart_id in sorted(cart_ids):
             deadline = time.monotonic() + conf.LOCK_WAIT
-            pause = 0.0005
             while True:
                 known = _states.get(cart_id)
                 try:
@@ -338,8 +337,14 @@ class _Locks:
                         log.warning("lock wait on cart %s timed out; writing unlocked", cart_id)
                         self.dirty = True
                         return
-                    time.sleep(min(pause, result[1] / 1000))
-                    pause = min(pause * 2, 0.01)
+                    # Woken by the holder's release; the timeout also covers a holder that
+                    # died (its lock expires) and a wake-up that went to another waiter.
+                    metrics.inc("lock_waits")
+                    try:
+                        _cache("wait_release", cart_id, max(1, min(int(result[1]), 100)))
+                    except c.CacheUnavailable:
+                        self.dirty = True
+                        return
                     continue
                 self.held.append(cart_id)
                 if result[0] == c.ACQUIRED_SAME and known is not None:

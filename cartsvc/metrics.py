@@ -81,6 +81,12 @@ DECLARED: dict[str, tuple[str, str, tuple[str, ...], tuple[tuple[str, ...], ...]
         (),
         (),
     ),
+    "lock_waits": (
+        "counter",
+        "Times a writer found its cart locked by another and waited for the release.",
+        (),
+        (),
+    ),
     "idempotent_replays": (
         "counter",
         "Mutations answered from a recorded Idempotency-Key.",
