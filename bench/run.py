@@ -487,6 +487,10 @@ def main() -> int:
                 f"10,000-event restore within 1.5x of the 10-event one ({source}): {r:.2f}x",
             )
         )
+    # Issue 4's numbers: bulk warming throughput and memory per cached 3-line cart.
+    from bench import warm
+
+    out += ["", *warm.run(hot_id)]
     out += ["", "## Machine", "", *machine(raw_redis, load_at_start)]
     out += ["", f"Total bench time {time.perf_counter() - began:.0f} s.", ""]
     text = "\n".join(out)
