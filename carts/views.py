@@ -203,31 +203,23 @@ def update_quantity(request: HttpRequest, line_id: int) -> HttpResponse:
     return redirect("shop:cart")
 
 
-@cart_action
-def remove_line(request: HttpRequest, line_id: int) -> HttpResponse:
-    cart_id = session.require_cart_id(request)
-    name = _line_name(request, line_id)
-    service.remove_line(cart_id, line_id, as_user=session.as_user(request))
-    messages.success(request, f"Removed {name}.")
-    return redirect("shop:cart")
+def _line_action(command: Callable[..., service.Cart], done: str) -> View:
+    """A POST that runs one line command on the session's cart, then says `done`."""
+
+    @cart_action
+    def view(request: HttpRequest, line_id: int) -> HttpResponse:
+        cart_id = session.require_cart_id(request)
+        name = _line_name(request, line_id)
+        command(cart_id, line_id, as_user=session.as_user(request))
+        messages.success(request, done.format(name=name))
+        return redirect("shop:cart")
+
+    return view
 
 
-@cart_action
-def save_for_later(request: HttpRequest, line_id: int) -> HttpResponse:
-    cart_id = session.require_cart_id(request)
-    name = _line_name(request, line_id)
-    service.save_for_later(cart_id, line_id, as_user=session.as_user(request))
-    messages.success(request, f"Saved {name} for later.")
-    return redirect("shop:cart")
-
-
-@cart_action
-def move_to_cart(request: HttpRequest, line_id: int) -> HttpResponse:
-    cart_id = session.require_cart_id(request)
-    name = _line_name(request, line_id)
-    service.move_to_cart(cart_id, line_id, as_user=session.as_user(request))
-    messages.success(request, f"Moved {name} back to your cart.")
-    return redirect("shop:cart")
+remove_line = _line_action(service.remove_line, "Removed {name}.")
+save_for_later = _line_action(service.save_for_later, "Saved {name} for later.")
+move_to_cart = _line_action(service.move_to_cart, "Moved {name} back to your cart.")
 
 
 @cart_action
