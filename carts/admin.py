@@ -196,13 +196,19 @@ def _evict(request: HttpRequest, ids: list[str]) -> None:
         )
 
 
-def _rehydrate(request: HttpRequest, ids: list[str]) -> None:
-    loaded: list[d.Cart] = []
+def _each(request: HttpRequest, ids: list[str], operation: Callable[[str], d.Cart]) -> list[d.Cart]:
+    """Run a service operation on every cart; a refused one becomes an error message."""
+    done: list[d.Cart] = []
     for cart_id in ids:
         try:
-            loaded.append(service.rehydrate_cart(cart_id))
+            done.append(operation(cart_id))
         except d.DomainError as exc:
             messages.error(request, f"Cart {cart_id}: {exc.message}")
+    return done
+
+
+def _rehydrate(request: HttpRequest, ids: list[str]) -> None:
+    loaded = _each(request, ids, service.rehydrate_cart)
     if not loaded:
         return
     present = service.in_memory([cart.id for cart in loaded]) or set()
@@ -221,12 +227,7 @@ def _rehydrate(request: HttpRequest, ids: list[str]) -> None:
 
 
 def _rebuild(request: HttpRequest, ids: list[str]) -> None:
-    rebuilt: list[d.Cart] = []
-    for cart_id in ids:
-        try:
-            rebuilt.append(service.rebuild_rows(cart_id))
-        except d.DomainError as exc:
-            messages.error(request, f"Cart {cart_id}: {exc.message}")
+    rebuilt = _each(request, ids, service.rebuild_rows)
     if len(rebuilt) == 1 and len(ids) == 1:
         messages.success(
             request,
