@@ -31,6 +31,10 @@ class DemoCatalog:
         rows = Product.objects.filter(sku__in=skus).values_list(*_FIELDS)
         return {row[0]: ProductInfo(*row) for row in rows}
 
+    def listing(self) -> list[ProductInfo]:
+        rows = Product.objects.filter(active=True).order_by("sku").values_list(*_FIELDS)
+        return [ProductInfo(*row) for row in rows]
+
     def discount(self, code: str) -> DiscountInfo | None:
         row = (
             DiscountCode.objects.filter(code__iexact=code)

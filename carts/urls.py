@@ -1,4 +1,4 @@
-"""Storefront routes (the JSON API lives in carts.api.urls)."""
+"""Storefront routes (the JSON API is the app's own, cartsvc.api.urls)."""
 
 from django.urls import path
 

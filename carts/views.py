@@ -16,12 +16,12 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from carts import session
 from carts.forms import AddToCartForm, CheckoutForm, DiscountForm, QuantityForm, first_error
 from carts.models import Product
 from cartsvc import service
+from cartsvc import shop as session
 from cartsvc.conf import conf
-from cartsvc.domain import CHECKED_OUT, OPEN, DomainError, IdempotencyKeyReused
+from cartsvc.service import CHECKED_OUT, OPEN, DomainError, IdempotencyKeyReused
 
 View = Callable[..., HttpResponse]
 

@@ -1,4 +1,4 @@
-"""App config."""
+"""App config: registers the system checks (`manage.py check`, ids cartimage.*)."""
 
 from django.apps import AppConfig
 
@@ -7,3 +7,6 @@ class CartsvcConfig(AppConfig):
     name = "cartsvc"
     verbose_name = "Cart memory image"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from cartsvc import checks  # noqa: F401 (registers them)

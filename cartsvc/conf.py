@@ -15,7 +15,8 @@ DEFAULTS: dict[str, Any] = {
     "EMBEDDED_PATH": "var/image.sqlite3",
     "REDIS_ALIAS": "default",
     "KEY_PREFIX": "ci",
-    "CATALOG": "carts.catalog.DemoCatalog",
+    # A dotted path to the shop's `cartsvc.catalog.Catalog` adapter; required (check E003).
+    "CATALOG": None,
     "CURRENCY": "EUR",
     # How long a writer's lock (the write-in-flight marker) lives if its holder dies.
     "LOCK_TTL": 5.0,

@@ -26,16 +26,51 @@ from cartsvc import domain as d
 from cartsvc import image, store, verify
 from cartsvc.catalog import catalog
 from cartsvc.conf import conf
-from cartsvc.domain import Cart, DomainError
+from cartsvc.domain import (
+    CHECKED_OUT,
+    EXPIRED,
+    MERGED,
+    OPEN,
+    Busy,
+    Cart,
+    CartNotOpen,
+    Discount,
+    DomainError,
+    IdempotencyKeyReused,
+    InsufficientStock,
+    InvalidDiscount,
+    InvalidInput,
+    Line,
+    NotFound,
+    QuantityLimit,
+    UnknownSku,
+    VersionConflict,
+)
 from cartsvc.image import cart_key, safe_process_action
 from cartsvc.store import Idempotency
 from cartsvc.verify import Mismatch
 
 __all__ = [
     "ANYONE",
+    "CHECKED_OUT",
+    "EXPIRED",
+    "MERGED",
+    "OPEN",
+    "Busy",
     "Cart",
+    "CartNotOpen",
+    "Discount",
     "DomainError",
     "Idempotency",
+    "IdempotencyKeyReused",
+    "InsufficientStock",
+    "InvalidDiscount",
+    "InvalidInput",
+    "Line",
+    "NotFound",
+    "QuantityLimit",
+    "UnknownSku",
+    "VersionConflict",
     "add_line",
     "apply_discount",
     "cart_at",
@@ -347,7 +382,10 @@ def merge_on_login(session_cart_id: Any, user_id: int) -> Cart | None:
     """What happens to a visitor's cart when they log in: it merges into their open cart
     (quantities add, limits hold; the visitor's cart becomes `merged`), or, if they have none,
     it becomes theirs. Logins of one user are serialized, so two racing logins merge once.
-    A cart that is not open (checked out, say) is never merged. Returns the user's cart."""
+    A visitor cart that is not open (checked out, merged, expired) is neither merged nor
+    claimed: it stays exactly as it is (a checked-out cart is the visitor's order), and the
+    user's open cart is returned, or None when they have none. The same holds for an unknown
+    cart id or a cart another user owns. Never raises for the visitor's cart's state."""
     from django.contrib.auth import get_user_model
 
     user_model = get_user_model()

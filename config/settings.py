@@ -5,6 +5,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from cartsvc.schedule import beat_schedule
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CART_VAR_DIR", BASE_DIR / "var"))
 
@@ -48,7 +50,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "carts.context_processors.mini_cart",
+                "cartsvc.context_processors.mini_cart",
             ]
         },
     }
@@ -101,7 +103,7 @@ if REDIS_URL:
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 # Never pickle: a cache must not be a code-execution channel.
-                "SERIALIZER": "config.serializers.OrjsonSerializer",
+                "SERIALIZER": "cartsvc.serializers.OrjsonSerializer",
                 # redis-py waits forever by default; a hung Redis must cost milliseconds.
                 "SOCKET_CONNECT_TIMEOUT": float(os.environ.get("REDIS_CONNECT_TIMEOUT", "0.25")),
                 "SOCKET_TIMEOUT": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "0.25")),
@@ -188,26 +190,9 @@ CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
 CART_SWEEP_EVERY = float(os.environ.get("CART_SWEEP_EVERY", "60"))
 CART_ABANDON_SWEEP_EVERY = float(os.environ.get("CART_ABANDON_SWEEP_EVERY", "300"))
 CART_FULL_SWEEP_EVERY = float(os.environ.get("CART_FULL_SWEEP_EVERY", "3600"))
-# A tick not run by its next one is dropped (`expires`): a worker back after an outage runs
-# one sweep, not a backlog of them.
-CELERY_BEAT_SCHEDULE = {
-    "cart-passivation": {
-        "task": "cartsvc.tasks.passivate_idle_carts",
-        "schedule": CART_SWEEP_EVERY,
-        "options": {"expires": CART_SWEEP_EVERY},
-    },
-    "cart-abandonment": {
-        "task": "cartsvc.tasks.expire_abandoned_carts",
-        "schedule": CART_ABANDON_SWEEP_EVERY,
-        "options": {"expires": CART_ABANDON_SWEEP_EVERY},
-    },
-    # Everything, including the purge of old Idempotency-Keys.
-    "cart-full-sweep": {
-        "task": "cartsvc.tasks.sweep_carts",
-        "schedule": CART_FULL_SWEEP_EVERY,
-        "options": {"expires": CART_FULL_SWEEP_EVERY},
-    },
-}
+CELERY_BEAT_SCHEDULE = beat_schedule(
+    CART_SWEEP_EVERY, CART_ABANDON_SWEEP_EVERY, CART_FULL_SWEEP_EVERY
+)
 
 # ------------------------------------------------------------------ misc
 

@@ -1,14 +1,14 @@
-"""URL configuration."""
+"""URL configuration: the demo shop mounts the app the way any host project would."""
 
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from carts import ops
+from cartsvc import ops
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/v1/", include("carts.api.urls")),
+    path("api/v1/", include("cartsvc.api.urls")),
     path("metrics", ops.metrics_view, name="metrics"),
     path("healthz", ops.healthz, name="healthz"),
     path("", include("carts.urls")),

@@ -8,6 +8,12 @@ import pytest
 from django.conf import settings
 
 from cartsvc import cache, image, metrics
+from tests import hypothesis_profiles
+
+hypothesis_profiles.load()
+# The integration project runs in its own virtualenv against the built wheel
+# (tests/packaging), never inside this suite.
+collect_ignore = ["hostshop"]
 
 
 def redis_backend() -> bool:

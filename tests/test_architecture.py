@@ -26,19 +26,75 @@ def python_files(package: str) -> list[Path]:
 
 
 INTERNALS = ("cartsvc.cache", "cartsvc.image", "cartsvc.store", "cartsvc.models")
-# The one exception: the admin registers the cart tables, read-only, to list and show carts.
-READ_ONLY_MODELS = {ROOT / "carts" / "admin.py": ("cartsvc.models",)}
+# The app's public API (docs/use-in-your-shop.md): what a host project, the demo shop
+# included, may import. Everything else in cartsvc is internal and may change.
+PUBLIC_API = (
+    "cartsvc.service",
+    "cartsvc.catalog",
+    "cartsvc.conf",
+    "cartsvc.shop",
+    "cartsvc.progress",
+    "cartsvc.signals",
+    "cartsvc.ops",
+    "cartsvc.schedule",
+    "cartsvc.serializers",
+    "cartsvc.templatetags.cartimage",
+)
+# Modules named in settings or URLconfs as strings, never imported: the API's URLconf, the
+# context processor, the admin (autodiscovered), the Celery tasks (autodiscovered).
+PUBLIC_BY_NAME = (
+    "cartsvc.api.urls",
+    "cartsvc.context_processors.mini_cart",
+    "cartsvc.serializers.OrjsonSerializer",
+    "cartsvc.tasks",
+)
 
 
-@pytest.mark.parametrize("path", python_files("carts"), ids=str)
-def test_the_shop_reaches_cart_state_only_through_the_service(path):
-    allowed = READ_ONLY_MODELS.get(path, ())
-    touched = {
-        name
-        for name in imports_of(path)
-        if name.startswith(INTERNALS) and not name.startswith(allowed)
+def cartsvc_names(path: Path) -> set[str]:
+    """Every cartsvc module the file names: imported, or in a dotted-path string."""
+    names = {n for n in imports_of(path) if n.split(".")[0] == "cartsvc"}
+    for node in ast.walk(ast.parse(path.read_text())):
+        is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if is_text and node.value.startswith("cartsvc."):
+            names.add(node.value)
+    return names
+
+
+def outside_public_api(names: set[str]) -> set[str]:
+    public = PUBLIC_API + PUBLIC_BY_NAME
+    return {
+        n
+        for n in names
+        if n != "cartsvc" and not any(n == p or n.startswith(p + ".") for p in public)
     }
-    assert not touched, f"{path} bypasses cartsvc.service: {touched}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*python_files("carts"), *python_files("config"), *python_files("tests/hostshop")],
+    ids=str,
+)
+def test_the_shop_uses_the_app_only_through_its_public_api(path):
+    """The demo shop, the project wiring and the integration project are the app's customers:
+    they import (or name) nothing of cartsvc beyond its documented public API."""
+    assert not outside_public_api(cartsvc_names(path)), path
+
+
+def test_the_public_api_check_catches_internals():
+    assert outside_public_api({"cartsvc.domain", "cartsvc.image.cart_key", "cartsvc.admin"}) == {
+        "cartsvc.domain",
+        "cartsvc.image.cart_key",
+        "cartsvc.admin",
+    }
+    assert not outside_public_api({"cartsvc.service.OPEN", "cartsvc.shop", "cartsvc"})
+
+
+def test_the_app_names_no_demo_catalog_as_a_default():
+    from cartsvc.conf import DEFAULTS
+
+    assert DEFAULTS["CATALOG"] is None
+    for path in python_files("cartsvc"):
+        assert "carts.catalog" not in path.read_text(), path
 
 
 def test_the_admin_grants_no_add_change_or_delete_on_cart_tables(rf):
@@ -47,7 +103,7 @@ def test_the_admin_grants_no_add_change_or_delete_on_cart_tables(rf):
     from django.contrib import admin
     from django.contrib.auth import get_user_model
 
-    import carts.admin  # noqa: F401 (registers the models)
+    import cartsvc.admin  # noqa: F401 (registers the models)
 
     request = rf.get("/admin/")
     request.user = get_user_model()(is_superuser=True, is_staff=True, is_active=True)
@@ -64,13 +120,13 @@ def test_the_admin_grants_no_add_change_or_delete_on_cart_tables(rf):
 
 
 def test_the_admin_imports_no_cache_image_or_store():
-    names = imports_of(ROOT / "carts" / "admin.py")
+    names = imports_of(ROOT / "cartsvc" / "admin.py")
     assert not {n for n in names if n.startswith(INTERNALS[:3])}
 
 
 @pytest.mark.parametrize("path", python_files("cartsvc"), ids=str)
 def test_only_the_image_talks_to_the_cache(path):
-    if path.name in ("image.py", "cache.py"):
+    if path.name in ("image.py", "cache.py", "serializers.py"):
         return
     assert not {n for n in imports_of(path) if n.startswith("cartsvc.cache")}, path
     assert "django_redis" not in {n.split(".")[0] for n in imports_of(path)}, path
@@ -97,3 +153,27 @@ def test_no_pickle_anywhere():
     for package in ("cartsvc", "carts", "config"):
         for path in python_files(package):
             assert "pickle" not in {n.split(".")[0] for n in imports_of(path)}, path
+
+
+EDGES = (
+    "api",
+    "admin.py",
+    "shop.py",
+    "context_processors.py",
+    "ops.py",
+    "templatetags",
+    "management",
+)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in python_files("cartsvc") if p.relative_to(ROOT / "cartsvc").parts[0] in EDGES],
+    ids=str,
+)
+def test_the_apps_own_edges_go_through_the_service(path):
+    """The API views, the admin, the storefront helpers and the commands are edges too: only
+    the admin reads the tables (read-only), and nothing at the edge touches cache or store."""
+    allowed = ("cartsvc.models",) if path.name == "admin.py" else ()
+    touched = {n for n in imports_of(path) if n.startswith(INTERNALS) and not n.startswith(allowed)}
+    assert not touched, f"{path} bypasses cartsvc.service: {touched}"

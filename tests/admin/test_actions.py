@@ -9,7 +9,7 @@ from unittest import mock
 import pytest
 from django.test import Client
 
-from carts import admin as cart_admin
+from cartsvc import admin as cart_admin
 from cartsvc import service
 from cartsvc.models import CartLine
 from tests.admin.conftest import CHANGELIST, detail_url, operate_url, page_text

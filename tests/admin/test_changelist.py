@@ -12,8 +12,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from carts.admin import InMemoryFilter
 from cartsvc import service
+from cartsvc.admin import InMemoryFilter
 from cartsvc.models import Cart
 from tests.admin.conftest import CHANGELIST, listed, page_text
 from tests.factories import make_cart, make_product

@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from cartsvc import service
+from tests import hypothesis_profiles
 from tests.factories import make_discount, make_products
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -138,7 +139,7 @@ def fuzz(
 
     @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
     @settings(
-        max_examples=examples,
+        max_examples=hypothesis_profiles.examples(examples),
         deadline=None,
         database=None,
         phases=[Phase.generate],

@@ -10,8 +10,8 @@ import pytest
 import schemathesis
 from django.urls import URLPattern
 
-from carts.api import urls
-from carts.api.openapi import DOCUMENT
+from cartsvc.api import urls
+from cartsvc.api.openapi import DOCUMENT
 
 METHODS = {"get", "post", "put", "patch", "delete", "head", "options", "trace"}
 

@@ -89,7 +89,7 @@ def own_redis(settings):
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": f"redis://127.0.0.1:{server.port}/0",
             "OPTIONS": {
-                "SERIALIZER": "config.serializers.OrjsonSerializer",
+                "SERIALIZER": "cartsvc.serializers.OrjsonSerializer",
                 "SOCKET_CONNECT_TIMEOUT": 0.25,
                 "SOCKET_TIMEOUT": 0.25,
             },

@@ -247,6 +247,19 @@ class TestLoginMerge:
         assert service.merge_on_login(visitor.id, alice.id) == mine
         assert service.get_cart(visitor.id).status == "checked_out"
 
+    @pytest.mark.parametrize("close", ["checkout", "expire_cart"])
+    def test_a_closed_visitor_cart_is_not_claimed_by_a_user_without_a_cart(
+        self, products, alice, close
+    ):
+        """The contract (service.merge_on_login): no open cart for the user, a visitor cart
+        that is not open: nothing happens, the answer is None, the visitor's cart is as it was."""
+        closed = getattr(service, close)(make_cart({"SKU-1": 1}).id)
+        assert service.merge_on_login(closed.id, alice.id) is None
+        after = service.get_cart(closed.id)
+        assert after == closed
+        assert after.owner_id is None
+        assert service.cart_for_user(alice.id) is None
+
     def test_someone_elses_cart_is_not_taken(self, products, alice, bob):
         theirs = make_cart({"SKU-1": 1}, owner_id=bob.id)
         assert service.merge_on_login(theirs.id, alice.id) is None

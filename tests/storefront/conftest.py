@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from carts.session import CART_SESSION_KEY
 from cartsvc import service
+from cartsvc.shop import CART_SESSION_KEY
 
 PASSWORDS = {"alice": "pw-alice-123", "bob": "pw-bob-123"}
 

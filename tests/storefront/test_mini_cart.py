@@ -10,9 +10,8 @@ from django.db import connection
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 
-from carts import context_processors
-from carts.session import CART_SESSION_KEY
-from cartsvc import service
+from cartsvc import context_processors, service
+from cartsvc.shop import CART_SESSION_KEY
 from tests.storefront.conftest import add, cart_id_of, login, minicart
 
 pytestmark = pytest.mark.django_db

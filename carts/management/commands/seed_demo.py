@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from carts.models import DiscountCode, Product
 from cartsvc import service
-from cartsvc.management.progress import Progress
+from cartsvc.progress import Progress
 
 ADJECTIVES = ["Classic", "Organic", "Vintage", "Compact", "Deluxe", "Everyday", "Travel", "Studio"]
 NOUNS = ["Mug", "Notebook", "Backpack", "Lamp", "Scarf", "Teapot", "Headphones", "Candle", "Poster"]

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cartsvc import service
-from cartsvc.management.progress import Progress
+from cartsvc.progress import Progress
 
 
 def positive(value: str) -> int:

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 from django.http import HttpRequest
 
-from carts.api.errors import ApiError, invalid
 from cartsvc import service
+from cartsvc.api.errors import ApiError, invalid
 
 MAX_BODY = 16 * 1024
 MAX_VERSION = 2**31 - 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from carts import session
-from cartsvc.domain import OPEN
+from cartsvc import shop as session
+from cartsvc.service import OPEN
 
 
 def mini_cart(request: HttpRequest) -> dict[str, int]:

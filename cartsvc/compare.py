@@ -8,8 +8,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from carts.templatetags.shop import money, options, status_label
 from cartsvc.domain import Cart, Line
+from cartsvc.templatetags.cartimage import money, options, status_label
 
 # (attribute of the state, label): the header rows of a panel, in display order.
 HEADER = (

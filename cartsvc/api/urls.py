@@ -2,9 +2,9 @@
 
 from django.urls import path, re_path
 
-from carts.api import views
+from cartsvc.api import views
 
-app_name = "api"
+app_name = "cartimage_api"
 
 urlpatterns = [
     path("openapi.json", views.openapi, name="openapi"),

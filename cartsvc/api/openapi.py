@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from carts.api.inputs import (
+from cartsvc.api.inputs import (
     HISTORY_MAX_PAGE,
     HISTORY_PAGE,
     MAX_BODY,

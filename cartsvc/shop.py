@@ -1,4 +1,4 @@
-"""The visitor's cart: which cart this browser session holds, found through cartsvc.service."""
+"""Storefront helpers: the cart this browser session holds, and the login merge (public API)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from cartsvc import service
-from cartsvc.domain import OPEN, DomainError, NotFound
+from cartsvc.service import OPEN, DomainError, NotFound
 
 CART_SESSION_KEY = "cartimage_cart_id"
 _LOADED = "_cartimage_cart"

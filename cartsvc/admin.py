@@ -1,6 +1,6 @@
 """The Django admin over carts: read-only inspection; operations only through cartsvc.service.
 
-This is the one module of `carts` that imports `cartsvc.models` (tests/test_architecture.py):
+Outside the core, this is the one module that imports `cartsvc.models` (tests/test_architecture.py):
 it reads the tables to list, search and show carts, and never writes them. Everything that
 touches cart state or memory (evict, rehydrate, rebuild rows, verify, the live image, the
 state at a past version) is a `cartsvc.service` call.
@@ -56,11 +56,11 @@ from django.utils.safestring import mark_safe
 from django.utils.text import smart_split, unescape_string_literal
 from django.utils.timesince import timesince
 
-from carts.compare import compare, panel
-from carts.templatetags.shop import money, status_label
 from cartsvc import domain as d
 from cartsvc import service
+from cartsvc.compare import compare, panel
 from cartsvc.models import Cart, CartEvent, CartLine
+from cartsvc.templatetags.cartimage import money, status_label
 
 admin.site.site_header = "cartimage admin"
 admin.site.site_title = "cartimage admin"

@@ -36,8 +36,9 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from carts.api import inputs
-from carts.api.errors import (
+from cartsvc import service
+from cartsvc.api import inputs
+from cartsvc.api.errors import (
     JSON,
     ApiError,
     error_response,
@@ -45,11 +46,10 @@ from carts.api.errors import (
     from_domain_error,
     json_response,
 )
-from carts.api.inputs import fields
-from carts.api.openapi import document_bytes
-from carts.api.serialization import cart_json, etag, event_body, product_body
-from carts.models import Product
-from cartsvc import service
+from cartsvc.api.inputs import fields
+from cartsvc.api.openapi import document_bytes
+from cartsvc.api.serialization import cart_json, etag, event_body, product_body
+from cartsvc.catalog import catalog
 from cartsvc.domain import InvalidDiscount, UnknownSku
 from cartsvc.service import Cart, DomainError
 
@@ -125,9 +125,8 @@ def _checked(cart: Cart, request: HttpRequest) -> Cart:
 
 
 def list_products(request: HttpRequest) -> HttpResponse:
-    rows = Product.objects.filter(active=True).order_by("sku")
     return json_response(
-        [product_body(*row) for row in rows.values_list("sku", "name", "price", "stock")]
+        [product_body(p.sku, p.name, p.price, p.stock) for p in catalog().listing()]
     )
 
 
@@ -147,7 +146,7 @@ def open_cart(request: HttpRequest) -> HttpResponse:
     if key is not None:
         idem = inputs.idempotency(request, key, _caller_scope(request, user), body)
     cart = service.open_cart(owner_id=user, idempotency=idem)
-    location = reverse("api:cart", kwargs={"cart_id": cart.id})
+    location = reverse("cartimage_api:cart", kwargs={"cart_id": cart.id})
     return _cart_response(_checked(cart, request), 201, Location=location)
 
 

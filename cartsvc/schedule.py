@@ -1,0 +1,32 @@
+"""The Celery beat schedule of the sweeps, for a host's CELERY_BEAT_SCHEDULE (no Django import)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def beat_schedule(
+    passivate_every: float = 60, abandon_every: float = 300, full_sweep_every: float = 3600
+) -> dict[str, dict[str, Any]]:
+    """The three periodic sweeps, each expiring after one interval: a tick not run by its next
+    one is dropped, so a worker back after an outage runs one sweep, not a backlog.
+
+    `CELERY_BEAT_SCHEDULE = {**beat_schedule(), **your_own}` in the host's settings."""
+    return {
+        "cart-passivation": {
+            "task": "cartsvc.tasks.passivate_idle_carts",
+            "schedule": passivate_every,
+            "options": {"expires": passivate_every},
+        },
+        "cart-abandonment": {
+            "task": "cartsvc.tasks.expire_abandoned_carts",
+            "schedule": abandon_every,
+            "options": {"expires": abandon_every},
+        },
+        # Everything, including the purge of old Idempotency-Keys.
+        "cart-full-sweep": {
+            "task": "cartsvc.tasks.sweep_carts",
+            "schedule": full_sweep_every,
+            "options": {"expires": full_sweep_every},
+        },
+    }
