@@ -1,1 +1,3 @@
-"""The cart memory image: a Django app without views."""
+"""cartsvc: shopping carts for Django kept as a memory image (Redis) over an event log (SQL)."""
+
+__version__ = "0.2.0"
