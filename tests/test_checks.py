@@ -1,0 +1,76 @@
+"""`manage.py check` names each misconfiguration of CARTIMAGE with its stable id."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from cartsvc.checks import check_cartimage_settings
+
+REDIS_CACHE = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/11"}
+
+
+def ids(settings, caches=None, **cartimage) -> set[str]:
+    settings.CARTIMAGE = {**settings.CARTIMAGE, **cartimage}
+    if caches is not None:
+        settings.CACHES = caches
+    return {message.id for message in check_cartimage_settings()}
+
+
+def test_the_projects_own_settings_are_clean(settings):
+    assert ids(settings) == set()
+
+
+def test_e001_a_wrong_backend(settings):
+    assert ids(settings, BACKEND="memcached") == {"cartimage.E001"}
+
+
+@pytest.mark.parametrize(
+    "caches",
+    [
+        {"default": REDIS_CACHE},  # no "carts" alias
+        {"carts": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},  # not redis
+    ],
+)
+def test_e002_a_missing_or_wrong_redis_alias(settings, caches):
+    assert ids(settings, caches, BACKEND="redis", REDIS_ALIAS="carts") == {"cartimage.E002"}
+
+
+def test_e002_is_not_raised_for_the_embedded_backend(settings):
+    assert ids(settings, {"default": {}}, BACKEND="embedded", REDIS_ALIAS="carts") == set()
+
+
+@pytest.mark.parametrize(
+    "catalog",
+    [None, "", "no.such.module.Catalog", "carts.catalog.NoSuchClass", "carts.models.Product"],
+)
+def test_e003_a_missing_unimportable_or_incomplete_catalog(settings, catalog):
+    assert ids(settings, CATALOG=catalog) == {"cartimage.E003"}
+
+
+@pytest.mark.parametrize(
+    "name", ["IDLE_TIMEOUT", "ABANDON_AFTER", "LOCK_TTL", "TRUST_LEASE", "FILL_WAIT", "LOCK_WAIT"]
+)
+@pytest.mark.parametrize("value", [0, -1, "30", None, True])
+def test_e004_bad_timeouts(settings, name, value):
+    assert ids(settings, **{name: value}) == {"cartimage.E004"}
+
+
+def test_e005_a_wrong_rehydration_source(settings):
+    assert ids(settings, REHYDRATE_FROM="snapshots") == {"cartimage.E005"}
+
+
+def test_e006_settings_that_are_not_a_dict(settings):
+    settings.CARTIMAGE = [("BACKEND", "redis")]
+    assert {m.id for m in check_cartimage_settings()} == {"cartimage.E006"}
+
+
+def test_w001_an_unknown_key(settings):
+    assert ids(settings, IDLE_TIMEOUTS=60) == {"cartimage.W001"}
+
+
+def test_manage_py_check_fails_naming_the_id(settings):
+    settings.CARTIMAGE = {**settings.CARTIMAGE, "CATALOG": "no.such.Catalog"}
+    with pytest.raises(SystemCheckError, match=r"cartimage\.E003"):
+        call_command("check")
