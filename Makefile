@@ -13,7 +13,7 @@ BENCH_REDIS_URL ?= redis://127.0.0.1:6379/12
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench venv services chromium clean
+.PHONY: run test test-nightly lint bench venv services chromium wrk dist clean
 
 venv: $(STAMP)
 
@@ -39,25 +39,45 @@ run: venv
 services:
 	@scripts/ensure_services.sh
 
-# The browser tests drive Debian's chromium (CI runs as root on Debian).
+# Tools from Debian's packages, installed when missing (CI runs as root on Debian); the
+# target stops at once, naming the tool, when it can not be had.
+APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 chromium:
-	@command -v chromium >/dev/null || (apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@command -v chromium >/dev/null || ($(APT_INSTALL) chromium) || \
+	  { echo "FATAL: chromium (Debian package chromium) is needed by the browser tests" >&2; exit 1; }
+	@command -v chromium >/dev/null || { echo "FATAL: chromium is not installed" >&2; exit 1; }
+
+wrk:
+	@command -v wrk >/dev/null || ($(APT_INSTALL) wrk) || \
+	  { echo "FATAL: wrk (Debian package wrk) is needed by make bench" >&2; exit 1; }
+	@command -v wrk >/dev/null || { echo "FATAL: wrk is not installed" >&2; exit 1; }
+
+# The installable app alone: dist/cartsvc-<version>-py3-none-any.whl.
+dist: venv
+	rm -rf dist build
+	$(PY) -m build --wheel --no-isolation --outdir dist .
 
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# The whole suite on real PostgreSQL + Redis, then the service contract on the embedded default.
+# The whole suite on real PostgreSQL + Redis (the wheel built and installed into a fresh
+# virtualenv for the integration project included), then the service contract on the
+# embedded default. Hypothesis runs derandomized (profile ci): the same examples every run.
+HYPOTHESIS_PROFILE ?= ci
 test: venv services chromium lint
 	DATABASE_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) CART_KEY_PREFIX=t$$$$ \
-	  $(VENV)/bin/pytest -p no:cacheprovider
+	  HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -p no:cacheprovider
 	env -u DATABASE_URL -u REDIS_URL CART_VAR_DIR=$$(mktemp -d) \
-	  $(VENV)/bin/pytest -p no:cacheprovider -m contract
+	  HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -p no:cacheprovider -m contract
 
-bench: venv services
+# The same with fresh random draws and ten times the examples (a failure prints its seed).
+test-nightly:
+	$(MAKE) test HYPOTHESIS_PROFILE=nightly
+
+bench: venv services wrk
 	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
 	  $(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) var db.sqlite3* .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var db.sqlite3* .pytest_cache .ruff_cache .hypothesis dist build *.egg-info

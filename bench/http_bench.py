@@ -47,7 +47,7 @@ from carts.models import Product  # noqa: E402
 from cartsvc import service  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results.md"
-WRK = os.environ.get("WRK", "/usr/bin/wrk")
+WRK = os.environ.get("WRK", "wrk")
 HUGE = 2_000_000_000
 SKUS = ("BENCH-A", "BENCH-B", "BENCH-C")
 DURATION = int(os.environ.get("BENCH_HTTP_SECONDS", "10"))

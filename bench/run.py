@@ -6,6 +6,7 @@ import gc
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -500,6 +501,12 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # Every tool the whole run needs, checked before minutes of work (make bench installs
+    # wrk from Debian's packages; run by hand, this names what is missing).
+    from bench.http_bench import WRK
+
+    if shutil.which(WRK) is None:
+        sys.exit(f"FATAL: {WRK} not found: install Debian's wrk package (make bench does)")
     status = main()
     # The HTTP benchmark (gunicorn + wrk) appends its own section to results.md.
     from bench import http_bench
