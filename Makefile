@@ -26,6 +26,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 # A Celery worker with an embedded beat (-B) runs the sweeps beside it on the embedded
 # (filesystem) broker, logging to var/celery.log; it is stopped when runserver exits.
 CELERY_LOG ?= $${CART_VAR_DIR:-var}/celery.log
+# Development mode (DEBUG on, the published development key allowed); production sets
+# DJANGO_SECRET_KEY and leaves DJANGO_DEBUG unset (see README, Production).
+run: export DJANGO_DEBUG ?= 1
 run: venv
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py seed_demo
@@ -65,6 +68,10 @@ lint: venv
 # virtualenv for the integration project included), then the service contract on the
 # embedded default. Hypothesis runs derandomized (profile ci): the same examples every run.
 HYPOTHESIS_PROFILE ?= ci
+# Tests and benchmarks run as production does (DEBUG off, a secret key of their own), over
+# plain HTTP on loopback.
+test bench: export DJANGO_HTTPS = 0
+test bench: export DJANGO_SECRET_KEY = $(shell python3 -c 'import secrets; print(secrets.token_urlsafe(50))')
 test: venv services chromium lint
 	DATABASE_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) CART_KEY_PREFIX=t$$$$ \
 	  HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -p no:cacheprovider

@@ -4,15 +4,44 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from cartsvc.schedule import beat_schedule
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CART_VAR_DIR", BASE_DIR / "var"))
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-not-secret-change-me")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# DEBUG is off unless asked for: `make run` (development) sets DJANGO_DEBUG=1.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+# The development key is published in this repository: anyone knowing it can forge signed
+# cookies (sessions, messages). It is accepted only with DEBUG on.
+DEVELOPMENT_SECRET_KEY = "dev-only-not-secret-change-me"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY and DEBUG:
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
+if not DEBUG and SECRET_KEY in ("", DEVELOPMENT_SECRET_KEY):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set to a secret value of your own when DEBUG is off "
+        "(for development, run with DJANGO_DEBUG=1, as `make run` does)"
+    )
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+
+# ------------------------------------------------------------------ HTTPS (production)
+
+# With DEBUG off the site is assumed to be served over HTTPS (directly or behind a proxy):
+# Secure cookies, HSTS and a redirect to https. DJANGO_HTTPS=0 turns all of it off (a plain
+# HTTP staging box); each part has its own variable.
+HTTPS = os.environ.get("DJANGO_HTTPS", "0" if DEBUG else "1") == "1"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000" if HTTPS else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = os.environ.get("DJANGO_HSTS_INCLUDE_SUBDOMAINS", "1") == "1"
+SECURE_HSTS_PRELOAD = os.environ.get("DJANGO_HSTS_PRELOAD", "0") == "1"
+SECURE_SSL_REDIRECT = os.environ.get("DJANGO_SSL_REDIRECT", "1" if HTTPS else "0") == "1"
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients):
+# DJANGO_PROXY_SSL_HEADER=1, or the SSL redirect would loop.
+if os.environ.get("DJANGO_PROXY_SSL_HEADER", "0") == "1":
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -213,8 +242,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "formatter": "plain",
+        }
+    },
     "loggers": {
         "cartsvc": {"handlers": ["console"], "level": os.environ.get("CART_LOG_LEVEL", "INFO")},
+        # Unhandled errors (500s) with their tracebacks, on stderr, DEBUG on or off; Django's
+        # default only mails them to ADMINS, so without this they went nowhere.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
