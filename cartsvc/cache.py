@@ -77,6 +77,10 @@ class ImageStore(Protocol):
     def fill_many(self, items: list[tuple[str, str, str, int, bytes]], keep_ms: int) -> list[bool]:
         """`fill` for many (cart_id, gen, token, version, payload) at once."""
 
+    def release_claim(self, cart_id: str, token: str) -> None:
+        """Give up this reader's single-flight claim (the cart was not found, or its load
+        failed), so the next reader claims at once instead of waiting out the claim."""
+
     def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
         """Remove an entry unless a writer holds it or it was used after idle_before_ms."""
 
@@ -319,6 +323,12 @@ return 1
 )
 
 # KEYS: ctl, data, seen   ARGV: id, idle_before_ms or ''
+# KEYS: ctl   ARGV: token. Safe to repeat: only this reader's own claim is released.
+_RELEASE_CLAIM = """
+if redis.call('HGET', KEYS[1], 'r') == ARGV[1] then redis.call('HDEL', KEYS[1], 'r', 'rx') end
+return 0
+"""
+
 _EVICT = (
     _NOW
     + """
@@ -373,6 +383,7 @@ class RedisStore:
         self._acquire = client.register_script(_ACQUIRE)
         self._settle = client.register_script(_SETTLE)
         self._evict = client.register_script(_EVICT)
+        self._release_claim = client.register_script(_RELEASE_CLAIM)
         self._reconcile_begin = client.register_script(_RECONCILE_BEGIN)
         self._reconcile_end = client.register_script(_RECONCILE_END)
         self._claim_many = client.register_script(_CLAIM_MANY)
@@ -444,6 +455,9 @@ class RedisStore:
             args += [cart_id, gen, token, version, payload]
         _stored, flags = self._call(self._fill_many, keys, args)
         return [bool(flag) for flag in flags]
+
+    def release_claim(self, cart_id: str, token: str) -> None:
+        self._call(self._release_claim, [self.key(cart_id)], [token])
 
     def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
         keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key]
@@ -736,6 +750,14 @@ class EmbeddedStore:
             self.fill(cart_id, gen, token, version, payload, keep_ms)
             for cart_id, gen, token, version, payload in items
         ]
+
+    def release_claim(self, cart_id: str, token: str) -> None:
+        def op(conn: sqlite3.Connection, now: int) -> None:
+            conn.execute(
+                "UPDATE entry SET r = NULL, rx = NULL WHERE id = ? AND r = ?", (cart_id, token)
+            )
+
+        self._tx(op)
 
     def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
         def op(conn: sqlite3.Connection, now: int) -> bool:

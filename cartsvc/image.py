@@ -227,14 +227,28 @@ def _from_db(cart_id: str) -> d.Cart:
     return cart
 
 
+def _release_claim(cart_id: str, token: str) -> None:
+    try:
+        _cache("release_claim", cart_id, token)
+    except c.CacheUnavailable:
+        pass  # the claim expires by itself; readers meanwhile wait briefly, then read SQL
+
+
 def _rehydrate(cart_id: str, gen: str, token: str) -> d.Cart:
     source = conf.REHYDRATE_FROM
     started = time.perf_counter()
-    cart = store.load(cart_id, source)
+    try:
+        cart = store.load(cart_id, source)
+    except BaseException:
+        _release_claim(cart_id, token)
+        raise
+    if cart is None:
+        # Release the claim: else every later reader of this unknown id would wait out
+        # FILL_WAIT polling the cache (a 404 must cost what a hit costs, not 50 times it).
+        _release_claim(cart_id, token)
+        raise d.NotFound("cart not found")
     metrics.observe("rehydrate_seconds", time.perf_counter() - started, source=source)
     metrics.inc("rehydrations", source=source)
-    if cart is None:
-        raise d.NotFound("cart not found")
     _hook("before_fill", cart_id=cart_id, cart=cart)
     try:
         if _cache("fill", cart_id, gen, token, cart.version, dump_state(cart), _keep_ms()):

@@ -96,3 +96,23 @@ def test_checkout_takes_stock_and_commits_in_one_transaction(warm_cart):
     assert sum(s.startswith("WITH h AS (UPDATE cartsvc_cart") for s in inside) == 1
     assert not writes(queries.captured_queries[:begin] + queries.captured_queries[commit + 1 :])
     assert trips.count <= 3
+
+
+def test_a_read_of_an_absent_cart_costs_what_a_cold_read_costs_every_time(products):
+    """The first reader of an unknown id must not leave its single-flight claim behind: the
+    readers after it would poll the cache for the whole fill wait (hundreds of commands)."""
+    import uuid
+
+    service.get_cart(make_cart({"SKU-1": 1}).id)  # lease granted
+    with pytest.raises(service.NotFound):
+        service.get_cart(str(uuid.uuid4()))  # every script of the path loaded into Redis
+    absent = str(uuid.uuid4())
+    for _ in range(3):
+        with (
+            CaptureQueriesContext(connection) as queries,
+            count_round_trips() as trips,
+            pytest.raises(service.NotFound),
+        ):
+            service.get_cart(absent)
+        assert trips.count == 2, trips.count  # the read (claims the miss), the release
+        assert len(queries) == 1, queries.captured_queries  # the row load, finding nothing
