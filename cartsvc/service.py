@@ -210,6 +210,14 @@ def open_cart(
     return _create(key, command, idempotency=idempotency)
 
 
+def _check_visible(cart_id: str, as_user: Any) -> None:
+    """NotFound for a caller who may not see the cart, checked with a read (from memory, no
+    lock) before the command takes the cart's writer lock: a foreign request must leave the
+    owner's lock and generation untouched."""
+    if as_user is not ANYONE:
+        get_cart(cart_id, as_user=as_user)
+
+
 def _mutate(cart_id: Any, command: d.Command, as_user: Any, **door: Any) -> Cart:
     cart = _run(cart_key(cart_id), command, as_user, **door)
     # A replayed Idempotency-Key answer comes back without running the command: the caller
@@ -233,6 +241,7 @@ def add_line(
     _check_sku(sku)
     _check_int(quantity, "quantity")
     canonical = _check_options(options)
+    _check_visible(key, as_user)
     product = catalog().product(sku)
     if product is None:
         raise d.UnknownSku(f"unknown sku {sku!r}", field="sku")
@@ -256,26 +265,34 @@ def set_quantity(
 
 def remove_line(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     """Remove a line, or a saved-for-later item."""
+    key = cart_key(cart_id)
     _check_int(line_id, "line_id")
-    return _mutate(cart_id, d.RemoveLine(timezone.now(), line_id), as_user, **door)
+    _check_visible(key, as_user)
+    return _mutate(key, d.RemoveLine(timezone.now(), line_id), as_user, **door)
 
 
 def save_for_later(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     """Move a line out of the cart's totals into its saved-for-later list."""
+    key = cart_key(cart_id)
     _check_int(line_id, "line_id")
-    return _mutate(cart_id, d.SaveForLater(timezone.now(), line_id), as_user, **door)
+    _check_visible(key, as_user)
+    return _mutate(key, d.SaveForLater(timezone.now(), line_id), as_user, **door)
 
 
 def move_to_cart(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     """Bring a saved item back (merging with a line of the same sku and options)."""
+    key = cart_key(cart_id)
     _check_int(line_id, "line_id")
-    return _mutate(cart_id, d.MoveToCart(timezone.now(), line_id), as_user, **door)
+    _check_visible(key, as_user)
+    return _mutate(key, d.MoveToCart(timezone.now(), line_id), as_user, **door)
 
 
 def apply_discount(cart_id: Any, code: str, *, as_user: Any = ANYONE, **door: Any) -> Cart:
+    """Apply a discount code (looked up in the catalog; unknown or inactive codes refused)."""
     key = cart_key(cart_id)
     if not isinstance(code, str) or not code.strip() or len(code) > 64 or not _printable(code):
         raise d.InvalidInput("code must be a non-empty string", field="code")
+    _check_visible(key, as_user)
     found = catalog().discount(code.strip())
     if found is None or not found.active:
         raise d.InvalidDiscount(f"unknown or inactive discount code {code!r}", field="code")
@@ -286,7 +303,10 @@ def apply_discount(cart_id: Any, code: str, *, as_user: Any = ANYONE, **door: An
 
 
 def remove_discount(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
-    return _mutate(cart_id, d.RemoveDiscount(timezone.now()), as_user, **door)
+    """Take the discount code off the cart."""
+    key = cart_key(cart_id)
+    _check_visible(key, as_user)
+    return _mutate(key, d.RemoveDiscount(timezone.now()), as_user, **door)
 
 
 def refresh_prices(cart_id: Any, *, as_user: Any = ANYONE) -> tuple[Cart, list[d.Event]]:
