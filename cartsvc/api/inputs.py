@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import re
 from typing import Any
 
 import orjson
@@ -31,12 +31,27 @@ def not_found(what: str = "cart", field: str | None = None) -> ApiError:
 # ---------------------------------------------------------------- ids in the path
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def cart_id(raw: str) -> str:
-    """The canonical form of a cart id; anything that is not a UUID is an unknown cart."""
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise not_found() from None
+    """A cart id in its one canonical spelling (lowercase, hyphenated, as the API writes
+    it and the storefront's URLs accept it); any other spelling is an unknown cart."""
+    if not _CANONICAL_UUID.fullmatch(raw):
+        raise not_found()
+    return raw
+
+
+def no_chunked_body(request: HttpRequest) -> None:
+    """411 for a body sent without Content-Length (Transfer-Encoding: chunked): Django reads
+    only Content-Length bytes, so such a body would be taken for an empty one."""
+    if "HTTP_TRANSFER_ENCODING" in request.META and not request.META.get("CONTENT_LENGTH"):
+        raise ApiError(
+            411,
+            "length_required",
+            "send the request body with a Content-Length header, not chunked",
+            field="Content-Length",
+        )
 
 
 def line_id(raw: str) -> int:

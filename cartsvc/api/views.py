@@ -59,10 +59,25 @@ Handler = Callable[..., HttpResponse]
 def endpoint(**handlers: Handler) -> Callable[..., HttpResponse]:
     """One URL, a handler per method; every refusal (ApiError, DomainError) becomes the JSON
     error body, and a method not listed is 405 with Allow."""
+    documented = handlers
+    if "GET" in handlers:
+        # HEAD is GET without the body (RFC 9110), with the same status and headers.
+        handlers = {**handlers, "HEAD": handlers["GET"]}
     allow = ", ".join(handlers)
 
     @csrf_exempt
     def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        response = _answer(request, kwargs)
+        # Every answer is about one caller's carts (or says who may not see them): no shared
+        # cache may keep it, and the browser need not either (ETag revalidation still works).
+        response.headers.setdefault("Cache-Control", "private, no-store")
+        if request.method == "HEAD":
+            length = len(response.content)
+            response.content = b""
+            response["Content-Length"] = str(length)
+        return response
+
+    def _answer(request: HttpRequest, kwargs: dict[str, Any]) -> HttpResponse:
         handler = handlers.get(request.method or "")
         if handler is None:
             return error_response(
@@ -72,13 +87,14 @@ def endpoint(**handlers: Handler) -> Callable[..., HttpResponse]:
                 headers={"Allow": allow},
             )
         try:
+            inputs.no_chunked_body(request)
             return handler(request, **kwargs)
         except DomainError as exc:
             return from_domain_error(exc)
         except ApiError as exc:
             return from_api_error(exc)
 
-    view.handlers = handlers  # type: ignore[attr-defined]  # for the OpenAPI test
+    view.handlers = documented  # type: ignore[attr-defined]  # for the OpenAPI test
     return view
 
 
@@ -162,7 +178,7 @@ def _caller_scope(request: HttpRequest, user: int | None) -> str:
 
 
 def get_cart(request: HttpRequest, cart_id: str) -> HttpResponse:
-    cart = service.get_cart(cart_id, as_user=_user(request))
+    cart = service.get_cart(inputs.cart_id(cart_id), as_user=_user(request))
     tag = etag(cart)
     match = request.META.get("HTTP_IF_NONE_MATCH")
     if match is not None and _matches(match, tag):
@@ -244,7 +260,7 @@ def apply_discount(request: HttpRequest, cart_id: str) -> HttpResponse:
 def history(request: HttpRequest, cart_id: str) -> HttpResponse:
     after = inputs.query_int(request, "after", 0, 0, inputs.MAX_VERSION)
     limit = inputs.query_int(request, "limit", inputs.HISTORY_PAGE, 1, inputs.HISTORY_MAX_PAGE)
-    rows = service.history(cart_id, after, limit + 1, as_user=_user(request))
+    rows = service.history(inputs.cart_id(cart_id), after, limit + 1, as_user=_user(request))
     page = rows[:limit]
     next_after = page[-1]["version"] if len(rows) > limit else None
     return json_response({"events": [event_body(row) for row in page], "next_after": next_after})

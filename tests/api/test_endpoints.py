@@ -92,10 +92,6 @@ def test_get_cart_has_the_body_of_the_contract_and_an_etag(client, cart):
     assert body["updated_at"] == cart.updated_at.isoformat()
 
 
-def test_an_uppercase_cart_id_is_the_same_cart(client, cart):
-    assert client.get(f"{API}/carts/{cart.id.upper()}").status_code == 200
-
-
 def test_if_none_match_with_the_current_etag_is_304(client, cart):
     response = client.get(f"{API}/carts/{cart.id}", headers={"If-None-Match": '"3"'})
     assert response.status_code == 304
