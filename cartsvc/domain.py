@@ -157,6 +157,13 @@ class Cart:
                 return line
         return None
 
+    def quantity_of(self, sku: str, *, except_line: int | None = None) -> int:
+        """Units of `sku` in the cart's lines, whatever their options (saved items aside):
+        the per-item limit and the stock check count them all."""
+        return sum(
+            line.quantity for line in self.lines if line.sku == sku and line.id != except_line
+        )
+
     def line_for(self, sku: str, options: Options) -> Line | None:
         for line in self.lines:
             if line.sku == sku and line.options == options:
@@ -413,11 +420,13 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
             raise UnknownSku(f"unknown sku {product.sku!r}", field="sku")
         existing = cart.line_for(product.sku, command.options)
         new_quantity = command.quantity + (existing.quantity if existing else 0)
-        if new_quantity > limits.max_line_quantity:
+        # Limit and stock hold per item, across lines of the same sku with other options.
+        item_total = command.quantity + cart.quantity_of(product.sku)
+        if item_total > limits.max_line_quantity:
             raise QuantityLimit(
                 f"at most {limits.max_line_quantity} of one item per cart", field="quantity"
             )
-        if new_quantity > product.stock:
+        if item_total > product.stock:
             raise InsufficientStock(
                 f"only {product.stock} of {product.sku} in stock", field="quantity"
             )
@@ -447,7 +456,15 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
             return [LineRemoved(at, line.id)]
         if command.quantity == line.quantity:
             return []
-        if command.stock is not None and command.quantity > command.stock:
+        # Raising a line is checked against the item's limit and stock over all its lines;
+        # lowering one is always allowed (it only asks for less).
+        item_total = command.quantity + cart.quantity_of(line.sku, except_line=line.id)
+        raising = command.quantity > line.quantity
+        if raising and item_total > limits.max_line_quantity:
+            raise QuantityLimit(
+                f"at most {limits.max_line_quantity} of one item per cart", field="quantity"
+            )
+        if raising and command.stock is not None and item_total > command.stock:
             raise InsufficientStock(
                 f"only {command.stock} of {line.sku} in stock", field="quantity"
             )
@@ -518,12 +535,20 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
         if saved is None:
             raise NotFound("saved item not found", field="line_id")
         existing = cart.line_for(saved.sku, saved.options)
+        # The per-item limit counts the sku's other lines too; what does not fit is capped.
+        room = limits.max_line_quantity - cart.quantity_of(
+            saved.sku, except_line=existing.id if existing else None
+        )
         if existing:
-            quantity = min(existing.quantity + saved.quantity, limits.max_line_quantity)
+            quantity = max(min(existing.quantity + saved.quantity, room), existing.quantity)
             return [LineMovedToCart(at, saved.id, existing.id, quantity)]
+        if room <= 0:
+            raise QuantityLimit(
+                f"at most {limits.max_line_quantity} of one item per cart", field="line_id"
+            )
         if len(cart.lines) >= limits.max_lines:
             raise QuantityLimit(f"a cart holds at most {limits.max_lines} lines", field="line_id")
-        return [LineMovedToCart(at, saved.id, None, saved.quantity)]
+        return [LineMovedToCart(at, saved.id, None, min(saved.quantity, room))]
 
     if isinstance(command, Claim):
         if cart.owner_id == command.owner_id:

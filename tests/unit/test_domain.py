@@ -628,3 +628,45 @@ def test_a_code_can_be_overridden_per_instance_only():
     assert error.code == "busy"
     assert d.DomainError.code == "invalid"
     assert d.DomainError("x").field is None
+
+
+# ---------------------------------------------------------------- limits per item, across lines
+
+
+def test_the_item_limit_counts_lines_of_the_same_sku_with_other_options():
+    cart = add(opened(), "SKU-1", 99, {"size": "M"})
+    with pytest.raises(d.QuantityLimit):
+        add(cart, "SKU-1", 1, {"size": "L"})
+    assert add(cart, "SKU-2", 1).item_count == 100  # another item is fine
+
+
+def test_the_add_time_stock_check_counts_every_line_of_the_sku():
+    cart = add(opened(), "SKU-1", 1, {"size": "S"}, stock=1)
+    for size in ("M", "L", "XL"):
+        with pytest.raises(d.InsufficientStock):
+            add(cart, "SKU-1", 1, {"size": size}, stock=1)
+    cart = add(opened(), "SKU-1", 1, {"size": "S"}, stock=2)
+    assert add(cart, "SKU-1", 1, {"size": "M"}, stock=2).item_count == 2
+
+
+def test_set_quantity_counts_the_skus_other_lines():
+    cart = add(add(opened(), "SKU-1", 60, {"size": "M"}), "SKU-1", 30, {"size": "L"})
+    line = cart.line_for("SKU-1", d.canonical_options({"size": "L"}))
+    with pytest.raises(d.QuantityLimit):
+        run(cart, d.SetQuantity(at(2), line.id, 40, None))
+    assert run(cart, d.SetQuantity(at(2), line.id, 39, None)).item_count == 99
+    with pytest.raises(d.InsufficientStock):
+        run(cart, d.SetQuantity(at(2), line.id, 31, 90))
+    # Lowering a line is always allowed, even when the item is over a limit lowered since.
+    assert run(cart, d.SetQuantity(at(2), line.id, 5, 10)).item_count == 65
+
+
+def test_moving_a_saved_item_back_is_capped_by_the_item_limit():
+    cart = add(opened(), "SKU-1", 10, {"size": "M"})
+    saved_id = cart.line_for("SKU-1", d.canonical_options({"size": "M"})).id
+    cart = add(run(cart, d.SaveForLater(at(2), saved_id)), "SKU-1", 95, {"size": "L"})
+    back = run(cart, d.MoveToCart(at(3), saved_id))
+    assert back.item_count == 99  # 95 + the 4 that fit
+    full = add(cart, "SKU-1", 4, {"size": "L"})
+    with pytest.raises(d.QuantityLimit):
+        run(full, d.MoveToCart(at(4), saved_id))
