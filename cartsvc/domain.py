@@ -45,6 +45,23 @@ class CartNotOpen(DomainError):
     code, status = "cart_not_open", 409
 
 
+class PricesChanged(DomainError):
+    """A checkout found prices (or the discount) other than the cart shows: it did not go
+    through; the cart is brought up to date for the shopper to confirm. `changes` lists them."""
+
+    code, status = "prices_changed", 409
+
+    def __init__(
+        self,
+        message: str,
+        changes: list[dict[str, str | int]] | None = None,
+        *,
+        field: str | None = "lines",
+    ) -> None:
+        super().__init__(message, field=field)
+        self.changes = changes or []
+
+
 class VersionConflict(DomainError):
     code, status = "version_conflict", 412
 
@@ -513,7 +530,24 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
                     raise InsufficientStock(
                         f"only {product.stock} of {sku} left in stock", field="quantity"
                     )
-            events += _price_changes(cart, {s: p.price for s, p in command.products.items()}, at)
+            repriced = _price_changes(cart, {s: p.price for s, p in command.products.items()}, at)
+            changes = [
+                {
+                    "line_id": line.id,
+                    "sku": line.sku,
+                    "old_price": str(line.unit_price),
+                    "new_price": str(event.unit_price),
+                }
+                for event in repriced
+                if isinstance(event, LinePriceChanged) and (line := cart.line(event.line_id))
+            ]
+            if changes:
+                # Never charge a price the shopper was not shown (If-Match or not).
+                raise PricesChanged(
+                    "prices changed since the cart was shown; review them and check out again",
+                    changes,
+                )
+            events += repriced  # saved-for-later items only: they are not bought
         return [*events, CheckedOut(at)]
 
     if isinstance(command, Reprice):

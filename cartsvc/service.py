@@ -42,6 +42,7 @@ from cartsvc.domain import (
     InvalidInput,
     Line,
     NotFound,
+    PricesChanged,
     QuantityLimit,
     UnknownSku,
     VersionConflict,
@@ -68,6 +69,7 @@ __all__ = [
     "InvalidInput",
     "Line",
     "NotFound",
+    "PricesChanged",
     "QuantityLimit",
     "UnknownSku",
     "VersionConflict",
@@ -326,8 +328,10 @@ def refresh_prices(cart_id: Any, *, as_user: Any = ANYONE) -> tuple[Cart, list[d
 
 
 def checkout(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
-    """Freeze the cart. Prices and stock are re-checked against the catalog; lines take the
-    current price; stock is taken in the same transaction as the checkout, all or nothing."""
+    """Freeze the cart. Prices and stock are re-checked against the catalog; stock is taken
+    in the same transaction as the checkout, all or nothing. A line whose price moved stops
+    the checkout: PricesChanged (409 `prices_changed`, with the changes), and the cart is
+    left re-priced for the shopper to review and check out again."""
     key = cart_key(cart_id)
     cart = get_cart(key, as_user=as_user)
     products = catalog().products(sorted({line.sku for line in cart.lines}))
@@ -342,7 +346,15 @@ def checkout(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
                 f"not enough stock left for {', '.join(short)}", field="quantity"
             )
 
-    return _mutate(key, d.Checkout(timezone.now(), products), as_user, within=take_stock, **door)
+    try:
+        return _mutate(
+            key, d.Checkout(timezone.now(), products), as_user, within=take_stock, **door
+        )
+    except d.PricesChanged:
+        # Leave the cart at the new prices for the shopper to see and confirm (a new version:
+        # a client holding the old one gets 412 from If-Match next time, as it should).
+        refresh_prices(key, as_user=as_user)
+        raise
 
 
 def expire_cart(

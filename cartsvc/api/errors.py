@@ -67,4 +67,10 @@ def from_api_error(exc: ApiError) -> HttpResponse:
 def from_domain_error(exc: DomainError) -> HttpResponse:
     status = _STATUS_BY_CODE.get(exc.code, exc.status)
     headers = {"Retry-After": "1"} if status == 503 else None
-    return error_response(status, exc.code, exc.message, exc.field, headers)
+    response = error_response(status, exc.code, exc.message, exc.field, headers)
+    changes = getattr(exc, "changes", None)
+    if changes is not None:  # prices_changed: what moved, line by line
+        body = orjson.loads(response.content)
+        body["error"]["changes"] = changes
+        response.content = orjson.dumps(body)
+    return response

@@ -152,6 +152,7 @@ ERROR_CODES = [
     "not_found",
     "method_not_allowed",
     "cart_not_open",
+    "prices_changed",
     "version_conflict",
     "payload_too_large",
     "unsupported_media_type",
@@ -178,6 +179,21 @@ def _error_schema(codes: list[str]) -> dict[str, Any]:
                     "code": {"type": "string", "enum": codes},
                     "message": {"type": "string"},
                     "field": {"type": "string"},
+                    "changes": {
+                        "type": "array",
+                        "description": "prices_changed only: the lines whose price moved.",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["line_id", "sku", "old_price", "new_price"],
+                            "properties": {
+                                "line_id": {"type": "integer"},
+                                "sku": {"type": "string"},
+                                "old_price": {"type": "string"},
+                                "new_price": {"type": "string"},
+                            },
+                        },
+                    },
                 },
             }
         },
@@ -190,7 +206,12 @@ _ERRORS = {
         ["malformed_json", "invalid"],
     ),
     404: ("Unknown cart or line, or a cart the caller may not see.", ["not_found"]),
-    409: ("The cart is not open (checked out, expired or merged).", ["cart_not_open"]),
+    409: (
+        "The cart is not open (checked out, expired or merged); or, at checkout, prices moved"
+        " since the cart was shown (`prices_changed`, with `changes`): the cart is left"
+        " re-priced, review it and check out again.",
+        ["cart_not_open", "prices_changed"],
+    ),
     412: ("If-Match names a version the cart has moved on from.", ["version_conflict"]),
     413: (f"The request body is over {MAX_BODY} bytes.", ["payload_too_large"]),
     415: (

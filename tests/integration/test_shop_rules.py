@@ -175,9 +175,13 @@ class TestPricesAndStock:
         assert refreshed.lines[0].unit_price == Decimal("4.00")
         assert service.refresh_prices(cart.id) == (refreshed, [])
 
-    def test_checkout_takes_the_current_price_and_the_stock(self, products):
+    def test_checkout_takes_the_current_price_once_shown_and_the_stock(self, products):
         cart = make_cart({"SKU-1": 2})
         Product.objects.filter(sku="SKU-1").update(price=Decimal("9.99"))
+        with pytest.raises(domain.PricesChanged):  # never a price the shopper was not shown
+            service.checkout(cart.id)
+        assert Product.objects.get(sku="SKU-1").stock == 100
+        assert service.get_cart(cart.id).lines[0].unit_price == Decimal("9.99")
         done = service.checkout(cart.id)
         assert done.status == "checked_out" and done.lines[0].unit_price == Decimal("9.99")
         assert Product.objects.get(sku="SKU-1").stock == 98

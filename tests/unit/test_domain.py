@@ -584,6 +584,8 @@ ERROR_CODES = {
     d.InvalidInput: ("invalid", 400),
     d.NotFound: ("not_found", 404),
     d.CartNotOpen: ("cart_not_open", 409),
+    # Not in DESIGN.md's table: a checkout whose prices moved since the cart was shown.
+    d.PricesChanged: ("prices_changed", 409),
     d.VersionConflict: ("version_conflict", 412),
     d.UnknownSku: ("unknown_sku", 422),
     d.InsufficientStock: ("insufficient_stock", 422),
