@@ -25,7 +25,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import (
     Count,
@@ -62,9 +63,20 @@ from cartsvc.compare import compare, panel
 from cartsvc.models import Cart, CartEvent, CartLine
 from cartsvc.templatetags.cartimage import money, status_label
 
-admin.site.site_header = "cartimage admin"
-admin.site.site_title = "cartimage admin"
-admin.site.index_title = "Carts, kept as a memory image"
+
+def _owner_lookup() -> str:
+    """The owner's field to show, search and sort by: the user model's e-mail field when it
+    has one (a custom user model may not), else its USERNAME_FIELD."""
+    user_model = get_user_model()
+    name = user_model.get_email_field_name()
+    try:
+        user_model._meta.get_field(name)
+    except FieldDoesNotExist:
+        name = user_model.USERNAME_FIELD
+    return f"owner__{name}"
+
+
+OWNER = _owner_lookup()
 
 # The most carts one changelist action (or the in-memory filter) looks at in one request.
 ACTION_LIMIT = 1000
@@ -467,7 +479,7 @@ class CartAdmin(admin.ModelAdmin):
         "version",
         "last_activity",
     )
-    search_fields = ("id", "owner__email", "line_rows__sku")  # see get_search_results
+    search_fields = ("id", OWNER, "line_rows__sku")  # see get_search_results
     search_help_text = "A cart id (or its first digits), part of an owner's e-mail, or a SKU."
     show_full_result_count = False  # no second COUNT(*) over the whole table
     show_facets = admin.ShowFacets.NEVER  # a COUNT per filter choice: too dear on big tables
@@ -516,7 +528,7 @@ class CartAdmin(admin.ModelAdmin):
             term = bit.strip()
             if not term:
                 continue
-            matches = Q(owner__email__icontains=term) | Q(
+            matches = Q(**{f"{OWNER}__icontains": term}) | Q(
                 Exists(CartLine.objects.filter(cart=OuterRef("pk"), sku__iexact=term))
             )
             by_id = id_lookup(term)
@@ -529,11 +541,12 @@ class CartAdmin(admin.ModelAdmin):
     def cart_id(self, cart: Cart) -> str:
         return format_html('<span class="cart-id">{}</span>', cart.pk)
 
-    @admin.display(description="owner", ordering="owner__email")
+    @admin.display(description="owner", ordering=OWNER)
     def owner_display(self, cart: Cart) -> str:
         if cart.owner is None:
             return mark_safe('<span class="quiet">anonymous</span>')
-        return cart.owner.email or cart.owner.get_username()
+        email = getattr(cart.owner, cart.owner.get_email_field_name(), "")
+        return email or cart.owner.get_username()
 
     @admin.display(description="status", ordering="status")
     def status_display(self, cart: Cart) -> str:

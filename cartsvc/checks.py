@@ -36,6 +36,8 @@ POSITIVE = (
     "SNAPSHOT_EVERY",
     "MAX_LINE_QUANTITY",
     "MAX_LINES",
+    "WRITE_RETRIES",
+    "LOCAL_STATES",
 )
 HINT = "See 'Settings' in docs/use-in-your-shop.md."
 

@@ -46,8 +46,8 @@ class CartNotOpen(DomainError):
 
 
 class PricesChanged(DomainError):
-    """A checkout found prices (or the discount) other than the cart shows: it did not go
-    through; the cart is brought up to date for the shopper to confirm. `changes` lists them."""
+    """A checkout found line prices other than the cart shows: it did not go through; the
+    cart is brought up to date for the shopper to confirm. `changes` lists them."""
 
     code, status = "prices_changed", 409
 

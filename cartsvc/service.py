@@ -207,6 +207,9 @@ def open_cart(
     currency: str | None = None,
     idempotency: Idempotency | None = None,
 ) -> Cart:
+    """Open a new, empty cart (a fresh uuid4 id unless `cart_id` is given) for `owner_id`
+    (None: an anonymous cart, whose id is its bearer capability), in `currency` (default
+    CARTIMAGE["CURRENCY"]). With `idempotency`, a retry returns the cart opened first."""
     key = cart_key(cart_id) if cart_id is not None else str(uuid.uuid4())
     command = d.OpenCart(timezone.now(), key, owner_id, currency or conf.CURRENCY)
     return _create(key, command, idempotency=idempotency)

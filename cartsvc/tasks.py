@@ -9,14 +9,14 @@ from cartsvc import lifecycle
 
 @shared_task(name="cartsvc.tasks.passivate_idle_carts", ignore_result=True)
 def passivate_idle_carts() -> dict[str, int]:
-    """Carts idle longer than CART_IDLE_TIMEOUT leave memory (snapshotted first if behind)."""
+    """Carts idle longer than CARTIMAGE["IDLE_TIMEOUT"] leave memory (snapshot first if behind)."""
     passivated, snapshots = lifecycle.passivate_idle()
     return {"passivated": passivated, "snapshots": snapshots}
 
 
 @shared_task(name="cartsvc.tasks.expire_abandoned_carts", ignore_result=True)
 def expire_abandoned_carts() -> dict[str, int]:
-    """Open carts untouched for CART_ABANDON_AFTER become `expired` (once each)."""
+    """Open carts untouched for CARTIMAGE["ABANDON_AFTER"] become `expired` (once each)."""
     return {"expired": lifecycle.expire_abandoned()}
 
 

@@ -6,6 +6,11 @@ from django.urls import include, path
 
 from cartsvc import ops
 
+# The demo's admin titles (a host keeps its own: the app leaves admin.site alone).
+admin.site.site_header = "cartimage admin"
+admin.site.site_title = "cartimage admin"
+admin.site.index_title = "Carts, kept as a memory image"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("cartsvc.api.urls")),
