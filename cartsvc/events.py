@@ -267,7 +267,7 @@ def state_from_dict(data: dict[str, Any]) -> d.Cart:
         while data["s"] < STATE_SCHEMA:
             data = STATE_UPCASTERS[data["s"]](data)
         discount = data.get("dc")
-        return d.Cart(
+        cart = d.Cart(
             id=data["id"],
             version=data["v"],
             status=data["st"],
@@ -285,6 +285,59 @@ def state_from_dict(data: dict[str, Any]) -> d.Cart:
         )
     except (LookupError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
         raise CodecError(f"bad state: {exc}") from exc
+    _check_state(cart)
+    return cart
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return type(value) is int and value >= minimum
+
+
+def _is_money(value: Any) -> bool:
+    return isinstance(value, Decimal) and value.is_finite() and value >= 0
+
+
+def _check_state(cart: d.Cart) -> None:
+    """Every field of the right type and range: an entry of the right shape with a wrong
+    value ("abc" for a quantity, an unknown status, an owner that is not an id) is as
+    unusable as garbage, and is refused the same way (the caller reads the database)."""
+    problems = []
+    if not _is_int(cart.version, 1):
+        problems.append("version")
+    if cart.status not in d.STATUSES:
+        problems.append("status")
+    if not (isinstance(cart.currency, str) and len(cart.currency) == 3):
+        problems.append("currency")
+    if cart.owner_id is not None and not _is_int(cart.owner_id, 1):
+        problems.append("owner")
+    if cart.merged_into is not None and not isinstance(cart.merged_into, str):
+        problems.append("merged_into")
+    ids = []
+    for line in (*cart.lines, *cart.saved):
+        ids.append(line.id)
+        options_ok = all(
+            len(pair) == 2 and all(isinstance(x, str) for x in pair) for pair in line.options
+        )
+        if not (
+            _is_int(line.id, 1)
+            and isinstance(line.sku, str)
+            and isinstance(line.name, str)
+            and options_ok
+            and _is_int(line.quantity, 1)
+            and _is_money(line.unit_price)
+        ):
+            problems.append(f"line {line.id!r}")
+    if len(set(ids)) != len(ids) or not _is_int(cart.next_line_id, max(ids, default=0) + 1):
+        problems.append("line ids")
+    discount = cart.discount
+    if discount is not None and not (
+        isinstance(discount.code, str)
+        and discount.kind in ("percent", "fixed")
+        and _is_money(discount.value)
+    ):
+        problems.append("discount")
+    if problems:
+        raise CodecError(f"bad state: wrong {', '.join(problems)}")
 
 
 def dump_state(cart: d.Cart) -> bytes:

@@ -367,6 +367,8 @@ class _Locks:
                     try:
                         self.cached[cart_id] = load_state(result[2], cart_id)
                     except CodecError as exc:
+                        # Not trusted: the command reads the cart from the database instead.
+                        metrics.inc("bad_entries")
                         log.error("undecodable cache entry for cart %s: %s", cart_id, exc)
                 break
 
