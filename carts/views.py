@@ -71,13 +71,31 @@ def cart_action(view: View) -> View:
     @require_POST
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        before = session.session_cart(request)  # from memory; the view reuses it
+        code = before.discount.code if before is not None and before.discount else None
         try:
-            return view(request, *args, **kwargs)
+            response = view(request, *args, **kwargs)
         except DomainError as error:
             messages.error(request, friendly(error))
             return redirect(_next_url(request, reverse("shop:cart")))
+        if code is not None and view.__name__ != "remove_discount":
+            _discount_notice(request, before.id, code)  # type: ignore[union-attr]
+        return response
 
     return wrapper
+
+
+def _discount_notice(request: HttpRequest, cart_id: str, code: str) -> None:
+    """The change left the cart where its code no longer applies (the service dropped it):
+    say so, as a price change is said. Only for carts that had a code: one read, from memory."""
+    try:
+        after = service.get_cart(cart_id, as_user=session.as_user(request))
+    except DomainError:
+        return
+    if after.status == OPEN and after.discount is None:
+        messages.warning(
+            request, f"The code {code} no longer applies to your cart, so it was taken off."
+        )
 
 
 def _invalid(request: HttpRequest, form: Form, default: str = "") -> HttpResponseRedirect:

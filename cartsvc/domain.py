@@ -54,7 +54,7 @@ class PricesChanged(DomainError):
     def __init__(
         self,
         message: str,
-        changes: list[dict[str, str | int]] | None = None,
+        changes: list[dict[str, str | int | None]] | None = None,
         *,
         field: str | None = "lines",
     ) -> None:
@@ -186,6 +186,25 @@ class Cart:
             if line.sku == sku and line.options == options:
                 return line
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class DiscountRule:
+    """What the catalog says of a discount code now: its minimum subtotal, whether it runs."""
+
+    min_subtotal: Decimal
+    active: bool = True
+
+
+def discount_problem(cart: Cart, rule: DiscountRule | None) -> str | None:
+    """Why the cart's discount no longer holds (None when it does, or there is none)."""
+    if cart.discount is None:
+        return None
+    if rule is None or not rule.active:
+        return f"code {cart.discount.code} is no longer valid"
+    if cart.subtotal < rule.min_subtotal:
+        return f"code {cart.discount.code} needs a subtotal of at least {rule.min_subtotal}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

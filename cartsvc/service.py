@@ -180,10 +180,48 @@ def _visible(cart: Cart | None, as_user: Any) -> None:
 # ---------------------------------------------------------------- the door, once for all
 
 
+def _discount_rule(code: str) -> d.DiscountRule | None:
+    found = catalog().discount(code)
+    return d.DiscountRule(Decimal(found.min_subtotal), found.active) if found else None
+
+
+def _discount_kept_valid(cart: Cart | None, events: list[d.Event], at: datetime) -> list[d.Event]:
+    """The command's events, plus DiscountRemoved when the open cart they leave has a
+    discount the catalog's rule no longer allows (subtotal under its minimum, code gone or
+    inactive): a rule checked when the code was applied is checked after every change."""
+    if cart is None or not events:
+        return events
+    if cart.discount is None and not any(isinstance(e, d.DiscountApplied) for e in events):
+        return events  # no discount before, none brought in: nothing to check
+    after = d.fold(cart, events)
+    if after is None or after.discount is None or after.status != d.OPEN:
+        return events
+    if d.discount_problem(after, _discount_rule(after.discount.code)) is None:
+        return events
+    return [*events, d.DiscountRemoved(at)]
+
+
+def _checkout_discount_holds(cart: Cart | None) -> None:
+    """At checkout the discount is checked once more (it may have been deactivated since)."""
+    if cart is None or cart.discount is None or cart.status != d.OPEN or not cart.lines:
+        return  # nothing to check, or a checkout the domain refuses anyway
+    problem = d.discount_problem(cart, _discount_rule(cart.discount.code))
+    if problem is not None:
+        raise d.PricesChanged(
+            f"{problem}; it was taken off, review the cart and check out again",
+            [{"discount": cart.discount.code, "reason": problem}],
+        )
+
+
 @safe_process_action
 def _run(cart: Cart | None, command: d.Command, as_user: Any = ANYONE) -> list[d.Event]:
     _visible(cart, as_user)
-    return d.decide(cart, command, limits())
+    if isinstance(command, d.Checkout):
+        _checkout_discount_holds(cart)
+    events = d.decide(cart, command, limits())
+    if isinstance(command, d.ApplyDiscount | d.RemoveDiscount | d.Checkout):
+        return events  # ApplyDiscount checked the rule itself; checkout checked it above
+    return _discount_kept_valid(cart, events, command.at)
 
 
 _create = safe_process_action(create=True)(_run.__wrapped__)
@@ -353,10 +391,14 @@ def checkout(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
         return _mutate(
             key, d.Checkout(timezone.now(), products), as_user, within=take_stock, **door
         )
-    except d.PricesChanged:
-        # Leave the cart at the new prices for the shopper to see and confirm (a new version:
-        # a client holding the old one gets 412 from If-Match next time, as it should).
-        refresh_prices(key, as_user=as_user)
+    except d.PricesChanged as changed:
+        # Leave the cart at the new prices (and without a discount that no longer holds) for
+        # the shopper to see and confirm: a new version, so a client holding the old one gets
+        # 412 from If-Match next time, as it should.
+        if any("discount" in change for change in changed.changes):
+            _mutate(key, d.RemoveDiscount(timezone.now()), as_user)
+        else:
+            refresh_prices(key, as_user=as_user)
         raise
 
 
@@ -391,8 +433,10 @@ def merge_carts(source_id: Any, target_id: Any, *, idempotency: Idempotency | No
         assert src is not None and tgt is not None
         if src.status != d.OPEN:
             raise d.CartNotOpen(f"source cart is {src.status}")
+        merged = d.decide(tgt, d.MergeLines(at, src.lines, src.discount), limits())
         return {
-            target: d.decide(tgt, d.MergeLines(at, src.lines, src.discount), limits()),
+            # A discount carried over (or kept) must hold for the merged cart too.
+            target: _discount_kept_valid(tgt, merged, at),
             source: d.decide(src, d.MarkMerged(at, target), limits()),
         }
 

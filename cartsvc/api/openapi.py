@@ -183,15 +183,30 @@ def _error_schema(codes: list[str]) -> dict[str, Any]:
                         "type": "array",
                         "description": "prices_changed only: the lines whose price moved.",
                         "items": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["line_id", "sku", "old_price", "new_price"],
-                            "properties": {
-                                "line_id": {"type": "integer"},
-                                "sku": {"type": "string"},
-                                "old_price": {"type": "string"},
-                                "new_price": {"type": "string"},
-                            },
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "description": "A line whose price moved.",
+                                    "additionalProperties": False,
+                                    "required": ["line_id", "sku", "old_price", "new_price"],
+                                    "properties": {
+                                        "line_id": {"type": "integer"},
+                                        "sku": {"type": "string"},
+                                        "old_price": {"type": "string"},
+                                        "new_price": {"type": "string"},
+                                    },
+                                },
+                                {
+                                    "type": "object",
+                                    "description": "A discount that no longer holds (taken off).",
+                                    "additionalProperties": False,
+                                    "required": ["discount", "reason"],
+                                    "properties": {
+                                        "discount": {"type": "string"},
+                                        "reason": {"type": "string"},
+                                    },
+                                },
+                            ]
                         },
                     },
                 },
