@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -40,6 +41,8 @@ def run(*args: str | Path, **kwargs) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
+    # setuptools reuses build/lib: a module deleted since the last build would ride along.
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
     run(sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, ROOT)
     (found,) = out.glob("cartsvc-*.whl")
     return found
