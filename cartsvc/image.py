@@ -24,10 +24,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from functools import wraps
+from functools import partial, wraps
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, IntegrityError
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from cartsvc import cache as c
@@ -316,11 +316,14 @@ Decider = Callable[[dict[str, d.Cart | None]], dict[str, list[d.Event]]]
 class _Locks:
     """The cache locks one command holds, and what they returned."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, pinned: Iterable[str] = ()) -> None:
         self.token = token
         self.held: list[str] = []
         self.cached: dict[str, d.Cart] = {}
         self.dirty = False
+        # Locks an earlier command of the caller's transaction holds until it commits: not
+        # to be released by this one (see _Deferred).
+        self.pinned = frozenset(pinned)
 
     def take(self, cart_ids: Iterable[str]) -> None:
         lock_ms = _ms(conf.LOCK_TTL)
@@ -374,6 +377,8 @@ class _Locks:
 
     def settle(self, mode: str, states: dict[str, d.Cart] | None = None) -> None:
         for cart_id in self.held:
+            if mode == "keep" and cart_id in self.pinned:
+                continue
             state = (states or {}).get(cart_id)
             version, payload = (state.version, dump_state(state)) if state else (0, b"")
             if mode != "keep":
@@ -394,6 +399,62 @@ class _Locks:
                 # The lock expires by itself; its expiry invalidates the entry.
                 pass
         self.held = []
+
+
+class _Deferred:
+    """Commands run inside the caller's own transaction (ATOMIC_REQUESTS, a login view's
+    `atomic()`, a user's deletion): publishing their states before it commits would put
+    the cache ahead of the database, and a rollback would leave it there. So their locks
+    stay held (readers go to the database meanwhile, and see what they may) and the cache
+    is settled once, with each cart's last state, when the transaction commits. A rollback
+    runs no callback: the locks expire after LOCK_TTL and the entries they fenced are
+    rebuilt from the database."""
+
+    def __init__(self) -> None:
+        self.token = _token()
+        self.states: dict[str, d.Cart] = {}
+        self.dirty = False
+        self.after: list[Callable[[], None]] = []
+
+    def flush(self) -> None:
+        if _local.deferred is self:
+            _local.deferred = None
+        locks = _Locks(self.token)
+        locks.held = list(self.states)
+        locks.settle("set", self.states)
+        if self.dirty:
+            time.sleep(conf.TRUST_LEASE)
+        for callback in self.after:
+            callback()
+
+
+_local = threading.local()
+_local.deferred = None
+
+
+def _in_callers_transaction() -> bool:
+    # Inside a test case's wrapping transaction on_commit callbacks never run, and the
+    # blocks within it stand for transactions of their own (Django's durable check treats
+    # them so): there, commands publish at once, as in autocommit.
+    connection = transaction.get_connection()
+    return connection.in_atomic_block and not getattr(
+        connection.atomic_blocks[0], "_from_testcase", False
+    )
+
+
+def _deferred() -> _Deferred | None:
+    """The current transaction's _Deferred, or None in autocommit."""
+    if not _in_callers_transaction():
+        return None
+    found: _Deferred | None = getattr(_local, "deferred", None)
+    # A rolled-back transaction (or savepoint) discarded the callback: start anew.
+    registered = found is not None and any(
+        callback == found.flush for _, callback, _ in transaction.get_connection().run_on_commit
+    )
+    if found is None or not registered:
+        found = _local.deferred = _Deferred()
+        transaction.on_commit(found.flush)
+    return found
 
 
 def _replay(idem: store.Idempotency | None, first: str) -> dict[str, d.Cart] | None:
@@ -434,9 +495,19 @@ def execute(
     replayed = _replay(idempotency, cart_ids[0])
     if replayed is not None:
         return replayed
+    deferred = _deferred()
     for attempt in range(conf.WRITE_RETRIES):
-        locks = _Locks(_token())
-        locks.take(cart_ids)
+        if deferred is None:
+            locks = _Locks(_token())
+            locks.take(cart_ids)
+        else:
+            # The transaction's own token: a cart an earlier command of it holds is taken
+            # again (re-entrant), and its state is that command's, not the cache's.
+            locks = _Locks(deferred.token, pinned=deferred.states)
+            locks.take(cart_ids)
+            locks.cached.update(
+                {key: deferred.states[key] for key in cart_ids if key in deferred.states}
+            )
         try:
             replayed = _replay(idempotency, cart_ids[0])
             if replayed is not None:
@@ -459,15 +530,20 @@ def execute(
             raise
         states, committed = result
         _hook("after_commit", cart_ids=cart_ids, states=states)
-        if committed:
+        if not committed:
+            locks.settle("keep")
+        elif deferred is not None:
+            deferred.states.update(states)
+            deferred.dirty = deferred.dirty or locks.dirty
+            if after_commit is not None:
+                deferred.after.append(partial(after_commit, states))
+        else:
             locks.settle("set", states)
             if locks.dirty:
                 # Wait out any lease granted before our dirty mark was visible.
                 time.sleep(conf.TRUST_LEASE)
             if after_commit is not None:
                 after_commit(states)
-        else:
-            locks.settle("keep")
         if attempt:
             metrics.inc("write_retries", attempt)
         return states
