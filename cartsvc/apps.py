@@ -1,6 +1,20 @@
-"""App config: registers the system checks (`manage.py check`, ids cartimage.*)."""
+"""App config: registers the system checks and closes a deleted user's carts."""
+
+from typing import Any
 
 from django.apps import AppConfig
+from django.conf import settings
+from django.db.models.signals import pre_delete
+
+
+def _close_carts_of_deleted_user(sender: Any, instance: Any, **kwargs: Any) -> None:
+    # The cart's owner is a foreign key that the database enforces (on_delete=DO_NOTHING):
+    # a user goes only once the service has recorded, in the deletion's own transaction,
+    # that their carts are closed, so the log, the rows and the memory image agree and no
+    # cart becomes anyone's. A deletion that bypasses the ORM fails on the key instead.
+    from cartsvc import service
+
+    service.close_user_carts(instance.pk)
 
 
 class CartsvcConfig(AppConfig):
@@ -10,3 +24,9 @@ class CartsvcConfig(AppConfig):
 
     def ready(self) -> None:
         from cartsvc import checks  # noqa: F401 (registers them)
+
+        pre_delete.connect(
+            _close_carts_of_deleted_user,
+            sender=settings.AUTH_USER_MODEL,
+            dispatch_uid="cartsvc.close_carts_of_deleted_user",
+        )

@@ -11,7 +11,9 @@ OPEN = "open"
 CHECKED_OUT = "checked_out"
 EXPIRED = "expired"
 MERGED = "merged"
-STATUSES = (OPEN, CHECKED_OUT, EXPIRED, MERGED)
+# The owner's account was deleted: the cart belongs to no one and no client sees it.
+CLOSED = "closed"
+STATUSES = (OPEN, CHECKED_OUT, EXPIRED, MERGED, CLOSED)
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -312,6 +314,14 @@ class CartClaimed(Event):
     owner_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class OwnerDeleted(Event):
+    """The owner's account was deleted: the cart is closed and belongs to no one (its
+    history stays, for operators)."""
+
+    type: ClassVar[str] = "owner_deleted"
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -395,6 +405,13 @@ class MoveToCart(Command):
 @dataclass(frozen=True, slots=True)
 class Claim(Command):
     """An anonymous cart becomes the cart of the user who just logged in."""
+
+    owner_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetOwner(Command):
+    """Close the cart because its owner's account is being deleted."""
 
     owner_id: int
 
@@ -611,6 +628,13 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
         _require_open(cart)
         return [CartClaimed(at, command.owner_id)]
 
+    if isinstance(command, ForgetOwner):
+        # Idempotent, whatever the cart's status: an order (checked out) is closed too, so
+        # that no one who knows its id reads it once its owner is gone.
+        if cart.owner_id != command.owner_id:
+            return []
+        return [OwnerDeleted(at)]
+
     if isinstance(command, Expire):
         # Idempotent: a cart that already left "open" is not expired again, and one that
         # changed after the sweep looked at it is not expired at all.
@@ -760,6 +784,8 @@ def apply(cart: Cart | None, event: Event) -> Cart:
         return replace(cart, version=version, updated_at=at, status=CHECKED_OUT)
     if isinstance(event, CartExpired):
         return replace(cart, version=version, updated_at=at, status=EXPIRED)
+    if isinstance(event, OwnerDeleted):
+        return replace(cart, version=version, updated_at=at, status=CLOSED, owner_id=None)
     if isinstance(event, CartMerged):
         return replace(
             cart, version=version, updated_at=at, status=MERGED, merged_into=event.into_cart_id

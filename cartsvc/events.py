@@ -27,6 +27,7 @@ EVENT_SCHEMAS: dict[str, int] = {
     d.LineSavedForLater.type: 1,
     d.LineMovedToCart.type: 1,
     d.CartClaimed.type: 1,
+    d.OwnerDeleted.type: 1,
 }
 EVENT_CLASSES: dict[str, type[d.Event]] = {
     cls.type: cls
@@ -44,6 +45,7 @@ EVENT_CLASSES: dict[str, type[d.Event]] = {
         d.LineSavedForLater,
         d.LineMovedToCart,
         d.CartClaimed,
+        d.OwnerDeleted,
     )
 }
 
@@ -111,7 +113,7 @@ def encode_event(event: d.Event) -> tuple[str, int, dict[str, Any]]:
         }
     elif isinstance(event, d.CartClaimed):
         data = {"owner_id": event.owner_id}
-    elif isinstance(event, (d.DiscountRemoved, d.CheckedOut, d.CartExpired)):
+    elif isinstance(event, (d.DiscountRemoved, d.CheckedOut, d.CartExpired, d.OwnerDeleted)):
         data = {}
     else:
         raise CodecError(f"no encoder for {type(event).__name__}")

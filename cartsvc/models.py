@@ -10,7 +10,7 @@ from django.db import models
 class Cart(models.Model):
     id = models.UUIDField(primary_key=True)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING
     )
     status = models.CharField(max_length=16, db_index=True)
     currency = models.CharField(max_length=3)

@@ -28,6 +28,7 @@ from cartsvc.catalog import catalog
 from cartsvc.conf import conf
 from cartsvc.domain import (
     CHECKED_OUT,
+    CLOSED,
     EXPIRED,
     MERGED,
     OPEN,
@@ -54,6 +55,7 @@ from cartsvc.verify import Mismatch
 __all__ = [
     "ANYONE",
     "CHECKED_OUT",
+    "CLOSED",
     "EXPIRED",
     "MERGED",
     "OPEN",
@@ -78,6 +80,7 @@ __all__ = [
     "cart_at",
     "cart_for_user",
     "checkout",
+    "close_user_carts",
     "expire_cart",
     "get_cart",
     "history",
@@ -173,6 +176,8 @@ def _check_options(options: Any) -> d.Options:
 def _visible(cart: Cart | None, as_user: Any) -> None:
     if as_user is ANYONE or cart is None:
         return
+    if cart.status == d.CLOSED:
+        raise d.NotFound("cart not found")  # its owner is gone: it is no one's now
     if cart.owner_id is not None and cart.owner_id != as_user:
         raise d.NotFound("cart not found")
 
@@ -452,9 +457,29 @@ def cart_for_user(user_id: int, *, create: bool = False) -> Cart | None:
     from django.contrib.auth import get_user_model
 
     with transaction.atomic():
-        get_user_model().objects.select_for_update().filter(pk=user_id).first()
+        user = get_user_model().objects.select_for_update().filter(pk=user_id).first()
+        if user is None:
+            raise d.NotFound("user not found")  # deleted meanwhile: no cart for no one
         found = store.find_open_cart(user_id)
         return get_cart(found) if found else open_cart(owner_id=user_id)
+
+
+def close_user_carts(user_id: int) -> int:
+    """Close every cart of a user whose account is being deleted (called for you before a
+    user is deleted through the ORM, the admin included): each gets an `owner_deleted`
+    event, belongs to no one afterwards and is NotFound for every client, its history kept
+    for operators. Inside the deletion's transaction, so both happen or neither. Returns how
+    many carts it closed; safe to call again."""
+    from django.contrib.auth import get_user_model
+
+    closed = 0
+    with transaction.atomic():
+        # Serialized with this user's cart creation and logins (they lock the same row).
+        get_user_model().objects.select_for_update().filter(pk=user_id).first()
+        for cart_id in store.carts_of_owner(user_id):
+            after = _mutate(cart_id, d.ForgetOwner(timezone.now(), user_id), ANYONE)
+            closed += after.status == d.CLOSED
+    return closed
 
 
 def merge_on_login(session_cart_id: Any, user_id: int) -> Cart | None:

@@ -215,6 +215,12 @@ def find_idempotent(idem: Idempotency) -> tuple[str, d.Cart] | None:
     return row[0], state_from_dict(row[1])
 
 
+def carts_of_owner(owner_id: int) -> list[str]:
+    """Every cart the user owns, whatever its status."""
+    ids = Cart.objects.filter(owner_id=owner_id).order_by("id").values_list("id", flat=True)
+    return [str(cart_id) for cart_id in ids]
+
+
 def find_open_cart(owner_id: int) -> str | None:
     """The user's most recently active open cart."""
     found = (

@@ -18,6 +18,7 @@ STATUS_LABELS = {
     "checked_out": "Checked out",
     "merged": "Merged",
     "expired": "Expired",
+    "closed": "Closed (owner deleted)",
 }
 
 

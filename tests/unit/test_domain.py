@@ -61,11 +61,12 @@ def cart_with(*skus: str, quantity: int = 1) -> d.Cart:
 
 
 def closed(status: str) -> d.Cart:
-    cart = cart_with("SKU-1", "SKU-2")
+    cart = run(cart_with("SKU-1", "SKU-2"), d.Claim(at(8), 7))
     command = {
         d.CHECKED_OUT: d.Checkout(at(9)),
         d.EXPIRED: d.Expire(at(9)),
         d.MERGED: d.MarkMerged(at(9), "cart-2"),
+        d.CLOSED: d.ForgetOwner(at(9), 7),
     }[status]
     cart = run(cart, command)
     assert cart.status == status
@@ -438,7 +439,7 @@ MUTATIONS = [
 ]
 
 
-@pytest.mark.parametrize("status", [d.CHECKED_OUT, d.EXPIRED, d.MERGED])
+@pytest.mark.parametrize("status", [d.CHECKED_OUT, d.EXPIRED, d.MERGED, d.CLOSED])
 @pytest.mark.parametrize("command", MUTATIONS)
 def test_a_cart_that_is_not_open_refuses_every_mutation(status, command):
     with pytest.raises(d.CartNotOpen) as err:
@@ -453,9 +454,28 @@ def test_expire_an_open_cart():
     assert d.fold(cart, events).status == d.EXPIRED
 
 
-@pytest.mark.parametrize("status", [d.CHECKED_OUT, d.EXPIRED, d.MERGED])
+@pytest.mark.parametrize("status", [d.CHECKED_OUT, d.EXPIRED, d.MERGED, d.CLOSED])
 def test_expire_is_idempotent(status):
     assert d.decide(closed(status), d.Expire(at())) == []
+
+
+@pytest.mark.parametrize("status", [d.OPEN, d.CHECKED_OUT, d.EXPIRED, d.MERGED])
+def test_forget_owner_closes_the_cart_whatever_its_status_and_it_belongs_to_no_one(status):
+    cart = run(cart_with("SKU-1"), d.Claim(at(8), 7))
+    if status != d.OPEN:
+        cart = closed(status)
+    events = d.decide(cart, d.ForgetOwner(at(10), 7))
+    assert events == [d.OwnerDeleted(at(10))]
+    after = d.fold(cart, events)
+    assert (after.status, after.owner_id) == (d.CLOSED, None)
+    assert after.lines == cart.lines  # what it held stays in its history and state
+
+
+def test_forget_owner_is_idempotent_and_leaves_other_owners_carts_alone():
+    cart = run(cart_with("SKU-1"), d.Claim(at(8), 7))
+    assert d.decide(cart, d.ForgetOwner(at(10), 8)) == []  # not theirs
+    assert d.decide(cart_with("SKU-1"), d.ForgetOwner(at(10), 7)) == []  # a visitor's
+    assert d.decide(closed(d.CLOSED), d.ForgetOwner(at(10), 7)) == []  # done already
 
 
 def test_mark_merged_records_the_target():

@@ -43,6 +43,7 @@ EVENTS = [
     d.LineMovedToCart(AT, 3, None, 2),
     d.LineMovedToCart(AT, 3, 1, 7),
     d.CartClaimed(AT, 42),
+    d.OwnerDeleted(AT),
 ]
 
 

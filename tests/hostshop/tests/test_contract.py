@@ -94,6 +94,17 @@ def test_a_custom_user_owns_their_cart_and_nobody_else_sees_it(client, books, re
     assert client.get(f"{API}/carts/{cart_id}").status_code == 404
 
 
+def test_deleting_a_custom_user_closes_their_cart(client, books, reader):
+    client.force_login(reader)
+    cart_id = post(client, "/carts").json()["id"]
+    client.logout()
+    reader.delete()
+    cart = service.get_cart(cart_id)
+    assert (cart.status, cart.owner_id) == (service.CLOSED, None)
+    assert client.get(f"{API}/carts/{cart_id}").status_code == 404
+    assert list(service.verify_carts([cart_id])) == []
+
+
 def test_the_hosts_basket_page_and_login_merge(client, books, reader):
     client.post("/shop/basket/add/", {"isbn": "9780000000001"})
     client.post("/shop/basket/add/", {"isbn": "9780000000001"})
