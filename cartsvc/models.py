@@ -104,7 +104,9 @@ class IdempotencyKey(models.Model):
     key = models.CharField(max_length=128)
     fingerprint = models.CharField(max_length=64)
     cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="+")
-    state = models.JSONField()  # the cart state the first request was answered with
+    # The version of the cart the first request was answered with: a retry's answer is
+    # rebuilt from the event log (a few bytes per key instead of the whole cart).
+    version = models.PositiveIntegerField()
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:

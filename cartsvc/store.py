@@ -204,15 +204,20 @@ def history(cart_id: str, after: int = 0, limit: int = 50) -> list[dict[str, Any
 
 
 def find_idempotent(idem: Idempotency) -> tuple[str, d.Cart] | None:
-    """The answer recorded for this key: (fingerprint, cart state), or None."""
+    """The answer recorded for this key: (fingerprint, cart state), or None. The state is
+    the cart at the recorded version, rebuilt from its events."""
     row = (
         IdempotencyKey.objects.filter(scope=idem.scope, key=idem.key)
-        .values_list("fingerprint", "state")
+        .values_list("fingerprint", "cart_id", "version")
         .first()
     )
     if row is None:
         return None
-    return row[0], state_from_dict(row[1])
+    fingerprint, cart_id, version = row
+    state = load_from_events(str(cart_id), up_to=version)
+    if state is None or state.version != version:
+        raise CodecError(f"the log of cart {cart_id} does not reach v{version}")
+    return fingerprint, state
 
 
 def carts_of_owner(owner_id: int) -> list[str]:
@@ -406,7 +411,7 @@ def _write_generic_children(
             key=idem.key,
             fingerprint=idem.fingerprint,
             cart_id=cart_id,
-            state=state_to_dict(change.after),
+            version=change.after.version,
             created_at=now,
         )
 
@@ -510,9 +515,9 @@ def _commit_postgres(
     if idem is not None:
         parts.append(
             ", idem AS (INSERT INTO cartsvc_idempotencykey (scope, key, fingerprint, cart_id,"
-            " state, created_at) SELECT %s, %s, %s, h.id, %s::jsonb, %s FROM h)"
+            " version, created_at) SELECT %s, %s, %s, h.id, %s, %s FROM h)"
         )
-        params.extend([idem.scope, idem.key, idem.fingerprint, _json(state_to_dict(after)), now])
+        params.extend([idem.scope, idem.key, idem.fingerprint, after.version, now])
     parts.append(" SELECT count(*) FROM h")
     with connection.cursor() as cursor:
         cursor.execute("".join(parts), params)

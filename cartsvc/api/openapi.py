@@ -347,9 +347,12 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "Open a cart (owned by the caller when logged in)",
                 "description": (
                     "The Idempotency-Key of this request is scoped to the caller: the user when"
-                    " logged in, else the visitor's session (created if there is none)."
+                    " logged in, else the visitor's session. A caller with no session gets none"
+                    " made for it (a retry of a lost answer would not carry its cookie): the"
+                    " key alone is the scope, and must be at least 32 characters (a random"
+                    " UUID), else 400 invalid."
                 ),
-                "parameters": [ref("parameters", "IdempotencyKey")],
+                "parameters": [ref("parameters", "OpenIdempotencyKey")],
                 "requestBody": NO_FIELDS,
                 "responses": {
                     "201": _cart_ok("The new cart.", 201),
@@ -546,6 +549,16 @@ DOCUMENT: dict[str, Any] = {
                 "in": "header",
                 "description": f"1 to {MAX_KEY} visible ASCII characters; kept 24 h or more.",
                 "schema": {"type": "string", "pattern": f"^[!-~]{{1,{MAX_KEY}}}$"},
+            },
+            "OpenIdempotencyKey": {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "description": (
+                    f"32 to {MAX_KEY} visible ASCII characters (a random UUID): without a"
+                    " session or a login the key alone is the scope. A caller with a session"
+                    f" (or logged in) may use 1 to {MAX_KEY}. Kept 24 h or more."
+                ),
+                "schema": {"type": "string", "pattern": f"^[!-~]{{32,{MAX_KEY}}}$"},
             },
         },
     },

@@ -22,8 +22,12 @@ holds and the views must check Django's CSRF token for session-authenticated req
 
 Idempotency-Key scopes: a cart mutation's key is scoped to the cart; POST /carts, which has no
 cart yet, scopes it to the caller: "user:<id>" when logged in, else "session:<key>" of the
-visitor's session (created for the purpose when there is none, so that two anonymous clients
-can never share a scope and see each other's cart).
+visitor's existing session. A caller with no session gets none made for it: a retry sent
+because the first answer was lost never carries the cookie that answer set, so a session
+made for the purpose could never match a retry, and would only be one more row per call.
+For such a caller the key alone is the scope, and so it must be unguessable (at least
+ANONYMOUS_KEY_MIN characters, as a random UUID is): a key known to another client would
+give them the cart, as its id would.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from cartsvc.api.errors import (
     error_response,
     from_api_error,
     from_domain_error,
+    invalid,
     json_response,
 )
 from cartsvc.api.inputs import fields
@@ -160,21 +165,30 @@ def open_cart(request: HttpRequest) -> HttpResponse:
     key = inputs.idempotency_key(request)
     idem = None
     if key is not None:
-        idem = inputs.idempotency(request, key, _caller_scope(request, user), body)
+        idem = inputs.idempotency(request, key, _caller_scope(request, user, key), body)
     cart = service.open_cart(owner_id=user, idempotency=idem)
     location = reverse("cartimage_api:cart", kwargs={"cart_id": cart.id})
     return _cart_response(_checked(cart, request), 201, Location=location)
 
 
-def _caller_scope(request: HttpRequest, user: int | None) -> str:
+ANONYMOUS_KEY_MIN = 32
+
+
+def _caller_scope(request: HttpRequest, user: int | None, key: str) -> str:
     if user is not None:
         return f"user:{user}"
-    session = request.session
-    session.get("api_client")  # loads the session: an unknown cookie leaves it without a key
-    if session.session_key is None:
-        session["api_client"] = True
-        session.save()
-    return f"session:{session.session_key}"
+    if settings.SESSION_COOKIE_NAME in request.COOKIES:
+        session = request.session
+        session.get("api_client")  # loads it: an unknown cookie leaves it without a key
+        if session.session_key is not None:
+            return f"session:{session.session_key}"
+    if len(key) < ANONYMOUS_KEY_MIN:
+        raise invalid(
+            "Idempotency-Key",
+            f"without a session, an Idempotency-Key opening a cart is its only scope: use at"
+            f" least {ANONYMOUS_KEY_MIN} random characters (a UUID is 36)",
+        )
+    return "anonymous"
 
 
 def get_cart(request: HttpRequest, cart_id: str) -> HttpResponse:

@@ -6,10 +6,13 @@ import threading
 
 import orjson
 import pytest
+from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
 
 from cartsvc import service
+from cartsvc.models import Cart
 from tests.api.conftest import call, error_of, version_of
 from tests.factories import make_cart, make_products
 
@@ -142,6 +145,26 @@ class TestReplays:
             assert response.status_code == 200
             assert orjson.loads(response.content)["lines"][0]["quantity"] == 2
 
+    def test_a_key_records_the_answers_version_not_the_cart(self, client, db):
+        # 143 KB per key for a 100-line cart when the whole answer was kept.
+        make_products(100)
+        big = make_cart({f"SKU-{n}": 1 for n in range(1, 100)})
+        headers = {"Idempotency-Key": "big-cart"}
+        url = f"carts/{big.id}/lines"
+        first = call(client, "POST", url, {"sku": "SKU-100", "quantity": 1}, headers=headers)
+        assert first.status_code == 200 and len(first.content) > 10_000
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_column_size(k.*), k.version FROM cartsvc_idempotencykey k"
+                " WHERE k.key = %s",
+                ["big-cart"],
+            )
+            size, version = cursor.fetchone()
+        assert size < 300 and version == version_of(big.id)
+        service.add_line(big.id, "SKU-1", 1)  # moves on; the replay still answers v101
+        again = call(client, "POST", url, {"sku": "SKU-100", "quantity": 1}, headers=headers)
+        replay_matches(first, again)
+
     def test_a_failed_request_records_no_key(self, client, cart):
         headers = {"Idempotency-Key": "retry-me"}
         body = {"sku": "SKU-1", "quantity": 99}
@@ -152,29 +175,54 @@ class TestReplays:
 
 @pytest.mark.django_db
 class TestOpeningCarts:
-    def test_a_retried_open_returns_the_same_cart(self, catalog):
-        client = Client()
-        first = call(client, "POST", "carts", headers={"Idempotency-Key": "open-1"})
-        again = call(client, "POST", "carts", headers={"Idempotency-Key": "open-1"})
+    KEY = "0f8a3c52-2f0e-4d52-9a4e-6d3f1c2b7e90"
+
+    def test_a_retried_open_returns_the_same_cart_even_when_the_first_answer_was_lost(
+        self, catalog
+    ):
+        # The retry comes from a client that never saw the first answer, nor its cookies.
+        first = call(Client(), "POST", "carts", headers={"Idempotency-Key": self.KEY})
+        again = call(Client(), "POST", "carts", headers={"Idempotency-Key": self.KEY})
         assert first.status_code == again.status_code == 201
         replay_matches(first, again)
         assert again["Location"] == first["Location"]
-        other = call(client, "POST", "carts", headers={"Idempotency-Key": "open-2"})
+        other = call(Client(), "POST", "carts", headers={"Idempotency-Key": self.KEY[::-1]})
         assert orjson.loads(other.content)["id"] != orjson.loads(first.content)["id"]
 
-    def test_two_anonymous_clients_with_one_key_never_share_a_cart(self, catalog):
+    def test_a_sessionless_open_makes_no_session(self, catalog):
+        before = Session.objects.count()
+        for n in range(3):
+            key = f"{self.KEY[:-1]}{n}"
+            response = call(Client(), "POST", "carts", headers={"Idempotency-Key": key})
+            assert response.status_code == 201
+            assert settings.SESSION_COOKIE_NAME not in response.cookies
+        assert Session.objects.count() == before
+
+    @pytest.mark.parametrize("cookie", [None, "made-up-session-key"])
+    def test_without_a_session_a_guessable_key_is_refused_and_opens_nothing(self, catalog, cookie):
+        client = Client()
+        if cookie:
+            client.cookies[settings.SESSION_COOKIE_NAME] = cookie  # not a session either
+        carts = Cart.objects.count()
+        response = call(client, "POST", "carts", headers={"Idempotency-Key": "1"})
+        assert response.status_code == 400
+        error = error_of(response)
+        assert (error["code"], error["field"]) == ("invalid", "Idempotency-Key")
+        assert "32" in error["message"]
+        assert Cart.objects.count() == carts
+
+    def test_two_visitors_with_one_key_never_share_a_cart(self, catalog):
         one, two = Client(), Client()
+        for client in (one, two):
+            session = client.session  # a visitor of the storefront: a session of their own
+            session["seen"] = True
+            session.save()
+            client.cookies[settings.SESSION_COOKIE_NAME] = session.session_key
         first = call(one, "POST", "carts", headers={"Idempotency-Key": "1"})
         second = call(two, "POST", "carts", headers={"Idempotency-Key": "1"})
         assert first.status_code == second.status_code == 201
         assert orjson.loads(first.content)["id"] != orjson.loads(second.content)["id"]
-        # A made-up session cookie is not a scope either.
-        three, four = Client(), Client()
-        for client in (three, four):
-            client.cookies["sessionid"] = "made-up-session-key"
-        third = call(three, "POST", "carts", headers={"Idempotency-Key": "1"})
-        fourth = call(four, "POST", "carts", headers={"Idempotency-Key": "1"})
-        assert orjson.loads(third.content)["id"] != orjson.loads(fourth.content)["id"]
+        replay_matches(first, call(one, "POST", "carts", headers={"Idempotency-Key": "1"}))
 
     def test_a_users_key_follows_the_user_not_the_session(self, alice, catalog):
         laptop, phone = Client(), Client()
