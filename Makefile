@@ -13,7 +13,7 @@ BENCH_REDIS_URL ?= redis://127.0.0.1:6379/12
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-nightly lint bench venv services chromium wrk dist clean
+.PHONY: run test test-nightly lint bench venv services chromium wrk nginx dist clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,13 @@ chromium:
 	  { echo "FATAL: chromium (Debian package chromium) is needed by the browser tests" >&2; exit 1; }
 	@command -v chromium >/dev/null || { echo "FATAL: chromium is not installed" >&2; exit 1; }
 
+# The sample reverse-proxy configuration (deploy/nginx.conf) is tested behind a real nginx.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || ($(APT_INSTALL) nginx-light) || \
+	  { echo "FATAL: nginx (Debian package nginx-light) is needed by tests/deploy" >&2; exit 1; }
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+	  { echo "FATAL: nginx is not installed" >&2; exit 1; }
+
 wrk:
 	@command -v wrk >/dev/null || ($(APT_INSTALL) wrk) || \
 	  { echo "FATAL: wrk (Debian package wrk) is needed by make bench" >&2; exit 1; }
@@ -72,7 +79,7 @@ HYPOTHESIS_PROFILE ?= ci
 # plain HTTP on loopback.
 test bench: export DJANGO_HTTPS = 0
 test bench: export DJANGO_SECRET_KEY = $(shell python3 -c 'import secrets; print(secrets.token_urlsafe(50))')
-test: venv services chromium lint
+test: venv services chromium nginx lint
 	DATABASE_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) CART_KEY_PREFIX=t$$$$ \
 	  HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -p no:cacheprovider
 	env -u DATABASE_URL -u REDIS_URL CART_VAR_DIR=$$(mktemp -d) \

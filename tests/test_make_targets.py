@@ -24,11 +24,13 @@ def test_bench_installs_wrk_before_it_benchmarks():
     assert wrk < bench
 
 
-def test_test_installs_chromium_before_the_suite():
+def test_test_installs_chromium_and_nginx_before_the_suite():
     lines = dry_run("test")
-    chromium = next(i for i, line in enumerate(lines) if "apt-get install" in line)
     suite = next(i for i, line in enumerate(lines) if "bin/pytest" in line)
-    assert "chromium" in lines[chromium] and chromium < suite
+    for package in ("chromium", "nginx-light"):
+        install = f"apt-get install -y -qq {package}"
+        found = next(i for i, line in enumerate(lines) if install in line)
+        assert found < suite, package
 
 
 def test_the_bench_stops_at_its_start_naming_a_missing_wrk(tmp_path):
