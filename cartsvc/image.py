@@ -191,30 +191,61 @@ def _keep_ms() -> int:
 # ---------------------------------------------------------------- lease
 
 
+# How long a caller waits for another process's reconcile (normally a millisecond or two: one
+# indexed query of an empty table and one script) before it works from the database.
+RECONCILE_WAIT = 0.05
+
+
 def reconcile() -> bool:
-    """Apply the dirty list to the cache and grant a new lease. Returns False when the cache
-    or the database could not be reached (the caller then works from the database)."""
+    """Apply the dirty list to the cache and grant a new lease. Returns True once a lease is
+    in place; False when the cache or the database could not be reached, or another process's
+    reconcile did not finish within RECONCILE_WAIT (the caller then works from the database).
+    A bounded number of round trips either way."""
     token = _token()
-    try:
-        status, now_ms = _cache("reconcile_begin", token, 5000)
-    except c.CacheUnavailable:
-        return False
-    if status == c.LEASED:
-        return True
-    if status == c.WAIT:
-        time.sleep(0.002)  # another process is reconciling; the caller retries
-        return True
+    deadline = time.monotonic() + RECONCILE_WAIT
+    pause = 0.002
+    while True:
+        try:
+            # The lock lives one lease: a reconciler killed midway costs at most that.
+            status, now_ms = _cache("reconcile_begin", token, _ms(conf.TRUST_LEASE))
+        except c.CacheUnavailable:
+            return False
+        if status == c.LEASED:
+            return True
+        if status == c.RECONCILING:
+            break
+        if time.monotonic() + pause > deadline:
+            metrics.inc("reconcile_timeouts")
+            return False
+        time.sleep(pause)  # another process is reconciling
+        pause = min(pause * 2, 0.016)
     try:
         marks = store.dirty_marks()
         _cache("reconcile_end", token, now_ms + _ms(conf.TRUST_LEASE), [m[0] for m in marks])
     except (c.CacheUnavailable, DatabaseError) as exc:
         log.warning("reconcile failed: %s", exc)
+        _give_up_reconcile(token)
         return False
     if marks:
-        store.clear_dirty(marks)
-        log.info("reconciled %d carts written while the cache was unreachable", len(marks))
+        try:
+            store.clear_dirty(marks)
+        except DatabaseError as exc:
+            # The lease is granted and the entries dropped; the marks go at the next
+            # reconcile (dropping an entry twice is harmless).
+            log.warning("clearing %d dirty marks failed: %s", len(marks), exc)
+        else:
+            log.info("reconciled %d carts written while the cache was unreachable", len(marks))
     metrics.inc("lease_grants")
     return True
+
+
+def _give_up_reconcile(token: str) -> None:
+    """Release the reconcile lock without granting a lease (no entry dropped), so that the
+    next caller reconciles at once instead of waiting out the lock."""
+    try:
+        _cache("reconcile_end", token, 0, [])
+    except c.CacheUnavailable:
+        pass  # it expires after one lease
 
 
 # ---------------------------------------------------------------- reads
@@ -263,6 +294,7 @@ def read_cart(cart_id: str) -> d.Cart:
     token = _token()
     deadline = None
     derived = _current()
+    reconciles = 0
     for _attempt in range(200):
         known = _states.get(cart_id)
         try:
@@ -296,7 +328,8 @@ def read_cart(cart_id: str) -> d.Cart:
             # A write is in flight (or its writer died): the database is the truth.
             return _from_db(cart_id)
         if status == c.NO_LEASE:
-            if not reconcile():
+            reconciles += 1
+            if reconciles > 3 or not reconcile():
                 return _from_db(cart_id)
             continue
         # FILLING: another reader is rehydrating this cart; wait for it briefly.
@@ -329,6 +362,7 @@ class _Locks:
         lock_ms = _ms(conf.LOCK_TTL)
         for cart_id in sorted(cart_ids):
             deadline = time.monotonic() + conf.LOCK_WAIT
+            reconciles = 0
             while True:
                 known = _states.get(cart_id)
                 try:
@@ -344,7 +378,10 @@ class _Locks:
                     self.dirty = True
                     return
                 if result[0] == c.NO_LEASE:
-                    if reconcile():
+                    # A lease just granted normally serves the next acquire; a few rounds at
+                    # most (a lease that keeps vanishing is a cache that can not be trusted).
+                    reconciles += 1
+                    if reconciles <= 3 and reconcile():
                         continue
                     self.dirty = True
                     return

@@ -81,6 +81,12 @@ DECLARED: dict[str, tuple[str, str, tuple[str, ...], tuple[tuple[str, ...], ...]
         (),
         (),
     ),
+    "reconcile_timeouts": (
+        "counter",
+        "Times a caller gave up waiting for another process's reconcile (it used the database).",
+        (),
+        (),
+    ),
     "lock_waits": (
         "counter",
         "Times a writer found its cart locked by another and waited for the release.",
