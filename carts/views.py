@@ -51,6 +51,10 @@ def friendly(error: DomainError) -> str:
         return f"Sorry, {error.message}."
     if code == "idempotency_key_reused":
         return "That form was already sent. Please try again."
+    if code == "database_unavailable":
+        return "Sorry, the shop could not save that just now; nothing was changed. Please retry."
+    if code == "outcome_unknown":
+        return "Sorry, we lost track of that change: please check your cart before you retry."
     message = error.message.rstrip(".")
     return message[:1].upper() + message[1:] + "."
 
@@ -155,7 +159,7 @@ def cart_page(request: HttpRequest) -> HttpResponse:
 def _visible_cart(request: HttpRequest, cart_id: uuid.UUID) -> service.Cart:
     try:
         return service.get_cart(cart_id, as_user=session.as_user(request))
-    except DomainError:
+    except service.NotFound:
         raise Http404("cart not found") from None
 
 

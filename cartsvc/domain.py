@@ -94,6 +94,21 @@ class Busy(DomainError):
     code, status = "busy", 503
 
 
+class DatabaseUnavailable(DomainError):
+    """The database could not be reached, on a fresh connection either: nothing was applied.
+    Retry later."""
+
+    code, status = "database_unavailable", 503
+
+
+class OutcomeUnknown(DomainError):
+    """The database connection was lost while the change was being committed: it may have
+    been applied. Read the cart to see, or retry with the same Idempotency-Key, which
+    answers the first outcome if it was applied and applies it once if it was not."""
+
+    code, status = "outcome_unknown", 503
+
+
 def money(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 

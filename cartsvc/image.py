@@ -510,6 +510,44 @@ def _replay(idem: store.Idempotency | None, first: str) -> dict[str, d.Cart] | N
     return {first: state}
 
 
+def fresh_connection() -> None:
+    """Drop the database connection after it was lost (the next query opens a new one);
+    inside the caller's transaction it is the caller's to handle."""
+    if not transaction.get_connection().in_atomic_block:
+        transaction.get_connection().close()
+
+
+def commits_so_far() -> int:
+    """Commands this thread has committed (to tell a retry-safe failure from a late one)."""
+    return getattr(_local, "commits", 0)
+
+
+def _settle_in_doubt(
+    exc: store.InDoubt, idem: store.Idempotency | None, first: str, first_time: bool
+) -> dict[str, d.Cart] | None:
+    """A commit whose outcome the lost connection hid. With an Idempotency-Key, its record
+    (written in the same transaction) tells, on a fresh connection: the first answer if it
+    was applied, None if it was not (run it again, once). Without one, nobody can tell."""
+    fresh_connection()
+    if idem is not None and first_time:
+        try:
+            replayed = _replay(idem, first)
+        except (DatabaseError, store.InDoubt):
+            fresh_connection()
+        else:
+            metrics.inc("database_errors", outcome="settled_by_key")
+            return replayed
+    metrics.inc("database_errors", outcome="unknown")
+    raise outcome_unknown() from exc
+
+
+def outcome_unknown() -> d.OutcomeUnknown:
+    return d.OutcomeUnknown(
+        "the database connection was lost while the change was being saved, so it may have"
+        " been applied: read the cart to see, or retry with the same Idempotency-Key"
+    )
+
+
 def execute(
     cart_ids: list[str],
     decide: Decider,
@@ -533,6 +571,7 @@ def execute(
     if replayed is not None:
         return replayed
     deferred = _deferred()
+    in_doubt = False
     for attempt in range(conf.WRITE_RETRIES):
         if deferred is None:
             locks = _Locks(_token())
@@ -561,11 +600,20 @@ def execute(
         except d.DomainError:
             locks.settle("keep")
             raise
+        except store.InDoubt as exc:
+            locks.settle("drop")
+            replayed = _settle_in_doubt(exc, idempotency, cart_ids[0], not in_doubt)
+            in_doubt = True
+            if replayed is not None:
+                return replayed
+            continue  # the key says it was not applied: run it again, once
         except BaseException:
             # Unknown outcome (database error, process interrupted): drop the entries.
             locks.settle("drop")
             raise
         states, committed = result
+        if committed:
+            _local.commits = getattr(_local, "commits", 0) + 1
         _hook("after_commit", cart_ids=cart_ids, states=states)
         if not committed:
             locks.settle("keep")

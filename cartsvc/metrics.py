@@ -87,6 +87,12 @@ DECLARED: dict[str, tuple[str, str, tuple[str, ...], tuple[tuple[str, ...], ...]
         (),
         (),
     ),
+    "database_errors": (
+        "counter",
+        "Commands and reads that lost their database connection, by outcome.",
+        ("outcome",),
+        (),
+    ),
     "lock_waits": (
         "counter",
         "Times a writer found its cart locked by another and waited for the release.",

@@ -9,6 +9,7 @@ commands, the admin) leave `as_user` out.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,14 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
 
 import orjson
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from cartsvc import domain as d
-from cartsvc import image, store, verify
+from cartsvc import image, metrics, store, verify
 from cartsvc.catalog import catalog
 from cartsvc.conf import conf
 from cartsvc.domain import (
@@ -35,6 +37,7 @@ from cartsvc.domain import (
     Busy,
     Cart,
     CartNotOpen,
+    DatabaseUnavailable,
     Discount,
     DomainError,
     IdempotencyKeyReused,
@@ -43,6 +46,7 @@ from cartsvc.domain import (
     InvalidInput,
     Line,
     NotFound,
+    OutcomeUnknown,
     PricesChanged,
     QuantityLimit,
     UnknownSku,
@@ -51,6 +55,9 @@ from cartsvc.domain import (
 from cartsvc.image import cart_key, safe_process_action
 from cartsvc.store import Idempotency
 from cartsvc.verify import Mismatch
+
+log = logging.getLogger("cartsvc.service")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = [
     "ANYONE",
@@ -62,6 +69,7 @@ __all__ = [
     "Busy",
     "Cart",
     "CartNotOpen",
+    "DatabaseUnavailable",
     "Discount",
     "DomainError",
     "Idempotency",
@@ -71,6 +79,7 @@ __all__ = [
     "InvalidInput",
     "Line",
     "NotFound",
+    "OutcomeUnknown",
     "PricesChanged",
     "QuantityLimit",
     "UnknownSku",
@@ -182,6 +191,45 @@ def _visible(cart: Cart | None, as_user: Any) -> None:
         raise d.NotFound("cart not found")
 
 
+# ---------------------------------------------------------------- a lost connection
+
+_CONNECTION_LOST = (OperationalError, InterfaceError)
+
+
+def _reconnecting(fn: _F) -> _F:
+    """A database connection lost during the call (a failover, a pooler restart, an idle
+    timeout) is retried once on a fresh connection: what failed was rolled back and nothing
+    committed in the call, so running it again is safe (the version check fences a write
+    that raced it). A second loss is DatabaseUnavailable (nothing applied). A loss after a
+    command committed, or while its commit was on its way, is OutcomeUnknown: the lost
+    connection hid whether it applied (an Idempotency-Key settles that inside the service)."""
+
+    @wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        for attempt in (1, 2):
+            commits = image.commits_so_far()
+            try:
+                return fn(*args, **kwargs)
+            except _CONNECTION_LOST as exc:
+                if transaction.get_connection().in_atomic_block:
+                    raise  # the caller's transaction is lost with it: theirs to handle
+                image.fresh_connection()
+                if image.commits_so_far() != commits:
+                    metrics.inc("database_errors", outcome="unknown")
+                    raise image.outcome_unknown() from exc
+                if attempt == 2:
+                    metrics.inc("database_errors", outcome="unavailable")
+                    raise DatabaseUnavailable(
+                        "the database can not be reached right now; nothing was changed:"
+                        " retry in a moment"
+                    ) from exc
+                metrics.inc("database_errors", outcome="retried")
+                log.warning("database connection lost (%s); retrying on a fresh one", exc)
+        raise AssertionError("unreachable")
+
+    return call  # type: ignore[return-value]
+
+
 # ---------------------------------------------------------------- the door, once for all
 
 
@@ -238,11 +286,13 @@ def _read(cart: Cart, as_user: Any = ANYONE) -> Cart:
     return cart
 
 
+@_reconnecting
 def get_cart(cart_id: Any, *, as_user: Any = ANYONE) -> Cart:
     """The cart's current state (0 SQL queries when it is in memory)."""
     return _read(cart_id, as_user)
 
 
+@_reconnecting
 def open_cart(
     cart_id: Any = None,
     *,
@@ -274,6 +324,7 @@ def _mutate(cart_id: Any, command: d.Command, as_user: Any, **door: Any) -> Cart
     return cart
 
 
+@_reconnecting
 def add_line(
     cart_id: Any,
     sku: str,
@@ -296,6 +347,7 @@ def add_line(
     return _mutate(key, d.AddLine(timezone.now(), product, quantity, canonical), as_user, **door)
 
 
+@_reconnecting
 def set_quantity(
     cart_id: Any, line_id: int, quantity: int, *, as_user: Any = ANYONE, **door: Any
 ) -> Cart:
@@ -311,6 +363,7 @@ def set_quantity(
     return _mutate(key, d.SetQuantity(timezone.now(), line_id, quantity, stock), as_user, **door)
 
 
+@_reconnecting
 def remove_line(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     """Remove a line, or a saved-for-later item."""
     key = cart_key(cart_id)
@@ -319,6 +372,7 @@ def remove_line(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door: An
     return _mutate(key, d.RemoveLine(timezone.now(), line_id), as_user, **door)
 
 
+@_reconnecting
 def save_for_later(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     """Move a line out of the cart's totals into its saved-for-later list."""
     key = cart_key(cart_id)
@@ -327,6 +381,7 @@ def save_for_later(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door:
     return _mutate(key, d.SaveForLater(timezone.now(), line_id), as_user, **door)
 
 
+@_reconnecting
 def move_to_cart(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     """Bring a saved item back (merging with a line of the same sku and options)."""
     key = cart_key(cart_id)
@@ -335,6 +390,7 @@ def move_to_cart(cart_id: Any, line_id: int, *, as_user: Any = ANYONE, **door: A
     return _mutate(key, d.MoveToCart(timezone.now(), line_id), as_user, **door)
 
 
+@_reconnecting
 def apply_discount(cart_id: Any, code: str, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     """Apply a discount code (looked up in the catalog; unknown or inactive codes refused)."""
     key = cart_key(cart_id)
@@ -350,6 +406,7 @@ def apply_discount(cart_id: Any, code: str, *, as_user: Any = ANYONE, **door: An
     return _mutate(key, command, as_user, **door)
 
 
+@_reconnecting
 def remove_discount(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     """Take the discount code off the cart."""
     key = cart_key(cart_id)
@@ -357,6 +414,7 @@ def remove_discount(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart
     return _mutate(key, d.RemoveDiscount(timezone.now()), as_user, **door)
 
 
+@_reconnecting
 def refresh_prices(cart_id: Any, *, as_user: Any = ANYONE) -> tuple[Cart, list[d.Event]]:
     """Bring lines to the catalog's current prices. Returns the cart and the price changes
     made (empty when none), for a notice. One catalog query; writes only on a change."""
@@ -373,6 +431,7 @@ def refresh_prices(cart_id: Any, *, as_user: Any = ANYONE) -> tuple[Cart, list[d
     return _mutate(key, command, as_user), changes
 
 
+@_reconnecting
 def checkout(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     """Freeze the cart. Prices and stock are re-checked against the catalog; stock is taken
     in the same transaction as the checkout, all or nothing. A line whose price moved stops
@@ -407,6 +466,7 @@ def checkout(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
         raise
 
 
+@_reconnecting
 def expire_cart(
     cart_id: Any,
     *,
@@ -425,6 +485,7 @@ def expire_cart(
     return _mutate(key, d.Expire(timezone.now(), idle_since), ANYONE, after_commit=expired)
 
 
+@_reconnecting
 def merge_carts(source_id: Any, target_id: Any, *, idempotency: Idempotency | None = None) -> Cart:
     """Move the source cart's lines into the target (quantities add, limits hold) and mark
     the source `merged`, in one transaction. Returns the target."""
@@ -448,6 +509,7 @@ def merge_carts(source_id: Any, target_id: Any, *, idempotency: Idempotency | No
     return image.execute([target, source], decide, idempotency=idempotency)[target]
 
 
+@_reconnecting
 def cart_for_user(user_id: int, *, create: bool = False) -> Cart | None:
     """The user's open cart; with `create`, opened if they have none (two racing first
     requests of one user still get one cart: they are serialized on the user's row)."""
@@ -464,6 +526,7 @@ def cart_for_user(user_id: int, *, create: bool = False) -> Cart | None:
         return get_cart(found) if found else open_cart(owner_id=user_id)
 
 
+@_reconnecting
 def close_user_carts(user_id: int) -> int:
     """Close every cart of a user whose account is being deleted (called for you before a
     user is deleted through the ORM, the admin included): each gets an `owner_deleted`
@@ -482,6 +545,7 @@ def close_user_carts(user_id: int) -> int:
     return closed
 
 
+@_reconnecting
 def merge_on_login(session_cart_id: Any, user_id: int) -> Cart | None:
     """What happens to a visitor's cart when they log in: it merges into their open cart
     (quantities add, limits hold; the visitor's cart becomes `merged`), or, if they have none,
@@ -512,6 +576,7 @@ def merge_on_login(session_cart_id: Any, user_id: int) -> Cart | None:
         return merge_carts(visitor.id, mine)
 
 
+@_reconnecting
 def history(
     cart_id: Any, after: int = 0, limit: int = 50, *, as_user: Any = ANYONE
 ) -> list[dict[str, Any]]:
@@ -521,6 +586,7 @@ def history(
     return store.history(key, after=after, limit=limit)
 
 
+@_reconnecting
 def cart_at(cart_id: Any, version: int) -> Cart:
     """The cart as it was at `version` (replayed from the event log)."""
     key = cart_key(cart_id)
@@ -534,8 +600,6 @@ def cart_at(cart_id: Any, version: int) -> Cart:
 
 
 def _probe(check: Callable[[], dict[str, Any]], errors: tuple[type[BaseException], ...]) -> dict:
-    import logging
-    import time
 
     started = time.perf_counter()
     try:

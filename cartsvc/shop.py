@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from cartsvc import service
-from cartsvc.service import OPEN, DomainError, NotFound
+from cartsvc.service import OPEN, NotFound
 
 CART_SESSION_KEY = "cartimage_cart_id"
 _LOADED = "_cartimage_cart"
@@ -57,8 +57,8 @@ def session_cart(request: HttpRequest) -> service.Cart | None:
         return None
     try:
         cart = service.get_cart(cart_id, as_user=as_user(request))
-    except DomainError:
-        cart = None
+    except NotFound:
+        cart = None  # gone or not theirs; a database that is away is not a reason to let go
     remember(request, cart)
     return cart
 

@@ -9,15 +9,16 @@ round trip, its own transaction. Elsewhere it runs as a few statements inside on
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 
 from cartsvc import domain as d
 from cartsvc.conf import conf
@@ -310,7 +311,7 @@ def create(
 ) -> None:
     """Insert a new cart; IntegrityError if the id (or the idempotency key) exists."""
     after = change.after
-    with transaction.atomic():
+    with _commit_point() as point, transaction.atomic():
         Cart.objects.create(
             id=after.id,
             currency=after.currency,
@@ -318,6 +319,33 @@ def create(
             **_header_values(after, now),
         )
         _write_generic_children(change, command_id, dirty, now, idem)
+        point.reached = True
+
+
+class InDoubt(Exception):
+    """The connection was lost while the transaction's commit was on its way: it may or may
+    not have been applied. (Lost earlier, the transaction was rolled back: a plain
+    OperationalError says so.)"""
+
+
+class _CommitPoint:
+    reached = False
+
+
+@contextlib.contextmanager
+def _commit_point(single_statement: bool = False) -> Iterator[_CommitPoint]:
+    """Tells a lost connection at the commit (in doubt) from one lost before it (nothing
+    applied). A statement that commits on its own is its commit point. Inside the caller's
+    transaction nothing commits here: its commit is the caller's."""
+    point = _CommitPoint()
+    point.reached = single_statement
+    outermost = not connection.in_atomic_block
+    try:
+        yield point
+    except (OperationalError, InterfaceError) as exc:
+        if point.reached and outermost:
+            raise InDoubt(str(exc)) from exc
+        raise
 
 
 def commit(
@@ -338,10 +366,12 @@ def commit(
             and connection.vendor == "postgresql"
             and not connection.in_atomic_block
         ):
-            if not _commit_postgres(changes[0], command_id, dirty, now, idem):
+            with _commit_point(single_statement=True):
+                committed = _commit_postgres(changes[0], command_id, dirty, now, idem)
+            if not committed:
                 raise Conflict(changes[0].after.id)
             return
-        with transaction.atomic():
+        with _commit_point() as point, transaction.atomic():
             if within is not None:
                 within()
             for n, change in enumerate(changes):
@@ -352,6 +382,7 @@ def commit(
                     ok = _commit_generic(change, command_id, dirty, now, key)
                 if not ok:
                     raise Conflict(change.after.id)
+            point.reached = True  # what fails from here on is the COMMIT itself
     except IntegrityError as exc:
         # A concurrent lockless writer on (cart, version), or a duplicate idempotency key.
         raise Conflict(str(exc)) from exc

@@ -57,7 +57,7 @@ def error_response(
 
 
 # Codes the service raises whose exception class does not carry the status the API answers.
-_STATUS_BY_CODE = {"busy": 503}
+_STATUS_BY_CODE = {"busy": 503, "database_unavailable": 503, "outcome_unknown": 503}
 
 
 def from_api_error(exc: ApiError) -> HttpResponse:

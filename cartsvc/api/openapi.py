@@ -233,7 +233,14 @@ _ERRORS = {
         "POST and PATCH need Content-Type: application/json (charset utf-8 allowed).",
         ["unsupported_media_type"],
     ),
-    503: ("The cart is too busy right now; retry after Retry-After seconds.", ["busy"]),
+    503: (
+        "Retry after Retry-After seconds. busy: the cart is too busy right now;"
+        " database_unavailable: the database could not be reached, nothing was applied;"
+        " outcome_unknown: the connection was lost while the change was committed, so it may"
+        " have been applied (read the cart, or retry with the same Idempotency-Key: it answers"
+        " the first outcome, or applies the change once).",
+        ["busy", "database_unavailable", "outcome_unknown"],
+    ),
 }
 
 

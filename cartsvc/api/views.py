@@ -32,10 +32,12 @@ give them the cart, as its id would.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -55,8 +57,10 @@ from cartsvc.api.inputs import fields
 from cartsvc.api.openapi import document_bytes
 from cartsvc.api.serialization import cart_json, etag, event_body, product_body
 from cartsvc.catalog import catalog
-from cartsvc.domain import InvalidDiscount, UnknownSku
+from cartsvc.domain import DatabaseUnavailable, InvalidDiscount, UnknownSku
 from cartsvc.service import Cart, DomainError
+
+log = logging.getLogger("cartsvc.api")
 
 Handler = Callable[..., HttpResponse]
 
@@ -98,6 +102,15 @@ def endpoint(**handlers: Handler) -> Callable[..., HttpResponse]:
             return from_domain_error(exc)
         except ApiError as exc:
             return from_api_error(exc)
+        except (OperationalError, InterfaceError):
+            # Outside the service (the caller's session or user): the service retries and
+            # maps its own losses, and none of this is a change.
+            log.warning("database connection lost in %s %s", request.method, request.path)
+            if not connection.in_atomic_block:
+                connection.close()  # the next request opens a fresh one
+            return from_domain_error(
+                DatabaseUnavailable("the database can not be reached right now; retry")
+            )
 
     view.handlers = documented  # type: ignore[attr-defined]  # for the OpenAPI test
     return view

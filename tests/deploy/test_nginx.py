@@ -8,7 +8,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,60 +18,21 @@ import pytest
 from django.db import connection
 
 from cartsvc.models import Cart
+from tests import servers
 from tests.faults.conftest import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = servers.ROOT
 WORKERS = 2
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def wait_for(port: int, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/products", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"nothing answers on {port}: {log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture
 def gunicorn(tmp_path) -> Iterator[int]:
     if connection.vendor != "postgresql":
         pytest.skip("gunicorn shares the test database: needs PostgreSQL")
-    port, log = free_port(), tmp_path / "gunicorn.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-    }
-    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "config.wsgi"]
-    command += ["--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS), "--timeout", "60"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
-    try:
-        wait_for(port, process, log)
+    with servers.gunicorn(tmp_path, workers=WORKERS) as port:
         yield port
-    finally:
-        stop(process)
 
 
 def site_config(upstream: int, listen: int, static: Path) -> str:
@@ -108,10 +68,10 @@ def nginx(gunicorn, tmp_path) -> Iterator[int]:
     log = home / "error.log"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(port, process, log)
+        servers.wait_for(port, process, log)
         yield port
     finally:
-        stop(process)
+        servers.stop(process)
 
 
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")

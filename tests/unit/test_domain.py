@@ -614,6 +614,9 @@ ERROR_CODES = {
     d.IdempotencyKeyReused: ("idempotency_key_reused", 422),
     # Not in DESIGN.md's table: a cart locked by others past every retry (the API's 503).
     d.Busy: ("busy", 503),
+    # Not in DESIGN.md's table: the database connection lost (nothing applied / maybe applied).
+    d.DatabaseUnavailable: ("database_unavailable", 503),
+    d.OutcomeUnknown: ("outcome_unknown", 503),
 }
 
 
