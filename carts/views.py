@@ -136,8 +136,8 @@ def _refreshed(request: HttpRequest, cart_id: str | None) -> tuple[service.Cart 
         return None, []
     try:
         cart, changes = service.refresh_prices(cart_id, as_user=session.as_user(request))
-    except DomainError:
-        return None, []
+    except service.NotFound:
+        return None, []  # (a database that is away is no reason to let the cart go)
     return (cart, changes) if cart.status == OPEN else (None, [])
 
 

@@ -212,6 +212,22 @@ class TestTwoTabs:
         add(shopper, "SKU-1", 1)
         assert cart_id_of(shopper) != old
 
+    def test_a_database_away_does_not_make_the_visitor_let_go_of_their_cart(
+        self, shopper, monkeypatch
+    ):
+        old = cart_id_of(shopper)
+
+        def database_away(*args, **kwargs):  # what the service says after its own retry
+            raise service.DatabaseUnavailable("the database can not be reached right now")
+
+        for name in ("get_cart", "refresh_prices"):
+            monkeypatch.setattr(service, name, database_away)
+        shopper.raise_request_exception = False
+        assert shopper.get("/cart/").status_code == 500
+        monkeypatch.undo()
+        assert cart_id_of(shopper) == old  # not unbound, and no new cart opened
+        assert quantities(cart_of(shopper)) == {"SKU-1": 2, "SKU-2": 1}
+
 
 class TestDiscount:
     def test_apply_and_remove(self, shopper):
