@@ -15,6 +15,7 @@ writer, a hung or restarted Redis, nor a slow reader can make a read return an o
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -220,23 +221,35 @@ def reconcile() -> bool:
         time.sleep(pause)  # another process is reconciling
         pause = min(pause * 2, 0.016)
     try:
-        marks = store.dirty_marks()
+        with _savepoint_if_nested():
+            marks = store.dirty_marks()
         _cache("reconcile_end", token, now_ms + _ms(conf.TRUST_LEASE), [m[0] for m in marks])
     except (c.CacheUnavailable, DatabaseError) as exc:
         log.warning("reconcile failed: %s", exc)
         _give_up_reconcile(token)
         return False
-    if marks:
+    # Inside the caller's transaction the marks may be its own, not committed yet: dropping
+    # their entries is right, deleting them is not (a reconcile after the commit must still
+    # see them); they go at the next reconcile outside (dropping an entry twice is harmless).
+    if marks and not _in_callers_transaction():
         try:
-            store.clear_dirty(marks)
+            with _savepoint_if_nested():
+                store.clear_dirty(marks)
         except DatabaseError as exc:
-            # The lease is granted and the entries dropped; the marks go at the next
-            # reconcile (dropping an entry twice is harmless).
+            # The lease is granted and the entries dropped; the marks go next time.
             log.warning("clearing %d dirty marks failed: %s", len(marks), exc)
         else:
             log.info("reconciled %d carts written while the cache was unreachable", len(marks))
     metrics.inc("lease_grants")
     return True
+
+
+def _savepoint_if_nested() -> contextlib.AbstractContextManager[object]:
+    """Inside a transaction, a savepoint: a failing query here must not abort the caller's
+    transaction behind its back (psycopg would turn its COMMIT into a silent ROLLBACK)."""
+    if transaction.get_connection().in_atomic_block:
+        return transaction.atomic()
+    return contextlib.nullcontext()
 
 
 def _give_up_reconcile(token: str) -> None:
@@ -442,27 +455,38 @@ class _Deferred:
     """Commands run inside the caller's own transaction (ATOMIC_REQUESTS, a login view's
     `atomic()`, a user's deletion): publishing their states before it commits would put
     the cache ahead of the database, and a rollback would leave it there. So their locks
-    stay held (readers go to the database meanwhile, and see what they may) and the cache
-    is settled once, with each cart's last state, when the transaction commits. A rollback
-    runs no callback: the locks expire after LOCK_TTL and the entries they fenced are
-    rebuilt from the database."""
+    stay held (readers go to the database meanwhile, and see what they may) and each command
+    settles the cache in its own `on_commit` callback, which Django discards if the command's
+    savepoint, or the transaction, rolls back. A later command of the transaction on the same
+    cart reads the cart from the database (its own rows: a rolled-back savepoint is not
+    there) and, when its callback runs after the first one released the lock, drops the
+    entry instead (never a state that might not be the last). The transaction's commands
+    share one lock token, so they do not wait for each other. A cart whose only commands
+    rolled back keeps its lock until it expires (LOCK_TTL): read from the database meanwhile."""
 
     def __init__(self) -> None:
         self.token = _token()
-        self.states: dict[str, d.Cart] = {}
-        self.dirty = False
-        self.after: list[Callable[[], None]] = []
+        self.held: set[str] = set()
 
-    def flush(self) -> None:
+    def publish(
+        self,
+        states: dict[str, d.Cart],
+        dirty: bool,
+        after_commit: Callable[[dict[str, d.Cart]], None] | None,
+    ) -> None:
+        if _local.deferred is self:
+            _local.deferred = None  # the transaction is over
+        locks = _Locks(self.token)
+        locks.held = list(states)
+        locks.settle("set", states)
+        if dirty:
+            time.sleep(conf.TRUST_LEASE)
+        if after_commit is not None:
+            after_commit(states)
+
+    def end(self) -> None:
         if _local.deferred is self:
             _local.deferred = None
-        locks = _Locks(self.token)
-        locks.held = list(self.states)
-        locks.settle("set", self.states)
-        if self.dirty:
-            time.sleep(conf.TRUST_LEASE)
-        for callback in self.after:
-            callback()
 
 
 _local = threading.local()
@@ -484,13 +508,14 @@ def _deferred() -> _Deferred | None:
     if not _in_callers_transaction():
         return None
     found: _Deferred | None = getattr(_local, "deferred", None)
-    # A rolled-back transaction (or savepoint) discarded the callback: start anew.
+    # A transaction that rolled back (or a savepoint that took the callback with it) left
+    # its _Deferred behind: start anew.
     registered = found is not None and any(
-        callback == found.flush for _, callback, _ in transaction.get_connection().run_on_commit
+        callback == found.end for _, callback, _ in transaction.get_connection().run_on_commit
     )
     if found is None or not registered:
         found = _local.deferred = _Deferred()
-        transaction.on_commit(found.flush)
+        transaction.on_commit(found.end)
     return found
 
 
@@ -579,11 +604,10 @@ def execute(
         else:
             # The transaction's own token: a cart an earlier command of it holds is taken
             # again (re-entrant), and its state is that command's, not the cache's.
-            locks = _Locks(deferred.token, pinned=deferred.states)
+            locks = _Locks(deferred.token, pinned=deferred.held)
             locks.take(cart_ids)
-            locks.cached.update(
-                {key: deferred.states[key] for key in cart_ids if key in deferred.states}
-            )
+            for key in deferred.held.intersection(cart_ids):
+                locks.cached.pop(key, None)  # the cache is behind our own rows: read them
         try:
             replayed = _replay(idempotency, cart_ids[0])
             if replayed is not None:
@@ -618,10 +642,8 @@ def execute(
         if not committed:
             locks.settle("keep")
         elif deferred is not None:
-            deferred.states.update(states)
-            deferred.dirty = deferred.dirty or locks.dirty
-            if after_commit is not None:
-                deferred.after.append(partial(after_commit, states))
+            deferred.held.update(cart_ids)
+            transaction.on_commit(partial(deferred.publish, states, locks.dirty, after_commit))
         else:
             locks.settle("set", states)
             if locks.dirty:
