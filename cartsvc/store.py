@@ -343,9 +343,17 @@ def _commit_point(single_statement: bool = False) -> Iterator[_CommitPoint]:
     try:
         yield point
     except (OperationalError, InterfaceError) as exc:
-        if point.reached and outermost:
+        if point.reached and outermost and not _server_said_no(exc):
             raise InDoubt(str(exc)) from exc
         raise
+
+
+def _server_said_no(exc: Exception) -> bool:
+    """The server answered the statement (or the COMMIT) with an error of its own (a SQLSTATE:
+    terminated by an administrator, a timeout, a deadlock, ...): then it did not commit it; a
+    backend that committed says so before it reacts to anything else. Only a connection that
+    broke with no answer (reset, closed, timed out on our side) leaves the outcome unknown."""
+    return getattr(exc.__cause__, "sqlstate", None) is not None
 
 
 def commit(

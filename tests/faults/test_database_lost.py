@@ -5,7 +5,9 @@ whether the change may have been applied; never an HTML page, never applied twic
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import socket
 import threading
 import time
 import urllib.error
@@ -67,13 +69,20 @@ def row_held(cart_id: str) -> Iterator[None]:
         db.rollback()
 
 
-def add_while_killed(cart_id: str, headers: dict[str, str]) -> object:
-    """The issue's reproduction: the cart's row is held, an add waits on it, and the app's
-    backend that waits is terminated."""
+def add_during(fault: str, cart_id: str, headers: dict[str, str]) -> object:
+    """The issue's reproduction: the cart's row is held, an add waits on it, and then its
+    connection is lost: `terminated` (pg_terminate_backend: the server answers with an
+    error, the statement did not commit) or `broken` (the client's socket breaks with no
+    answer: the server goes on, commits once the row is free, and the client can not know)."""
     answer: list[object] = []
+    ready = threading.Event()
+    socket_of: list[int] = []
 
     def request() -> None:
         try:
+            connection.ensure_connection()
+            socket_of.append(connection.connection.pgconn.socket)
+            ready.set()
             body = {"sku": "SKU-2", "quantity": 1}
             answer.append(call(Client(), "POST", f"carts/{cart_id}/lines", body, headers=headers))
         finally:
@@ -84,32 +93,54 @@ def add_while_killed(cart_id: str, headers: dict[str, str]) -> object:
         db.autocommit = True
         thread = threading.Thread(target=request)
         thread.start()
+        ready.wait(10)
         deadline = time.monotonic() + 10
         while not (waiting := app_backends(db, waiting=True)):
             assert time.monotonic() < deadline, "the add never waited on the row"
             time.sleep(0.01)
-        terminate(db, waiting)
+        if fault == "terminated":
+            terminate(db, waiting)
+        else:
+            with socket.socket(fileno=os.dup(socket_of[0])) as broken:
+                broken.shutdown(socket.SHUT_RDWR)
+            time.sleep(0.3)  # the client has seen it (and, with a key, retried) by now
     thread.join(20)
     return answer[0]
 
 
+def test_a_statement_the_server_aborted_is_retried_and_applied_once(products):
+    cart = make_cart({"SKU-1": 1})
+    metrics.reset()
+    response = add_during("terminated", cart.id, {})
+    assert response.status_code == 200, response.content
+    after = service.get_cart(cart.id)
+    assert after.version == cart.version + 1
+    assert [line.quantity for line in after.lines] == [1, 1]
+    assert metrics.value("database_errors", outcome="retried") == 1
+    assert list(service.verify_carts([cart.id])) == []
+
+
 def test_a_commit_lost_without_a_key_is_503_outcome_unknown_in_json(products):
     cart = make_cart({"SKU-1": 1})
-    response = add_while_killed(cart.id, {})
-    assert response.status_code == 503
+    response = add_during("broken", cart.id, {})
+    assert response.status_code == 503, response.content
     assert response["Content-Type"] == "application/json"
     assert response["Retry-After"] == "1"
     error = orjson.loads(response.content)["error"]
     assert error["code"] == "outcome_unknown"
     assert "Idempotency-Key" in error["message"]
-    assert service.get_cart(cart.id) == cart  # here: it was not applied (it was rolled back)
+    # It was applied after all: the server went on once the row was free.
+    deadline = time.monotonic() + 10
+    while service.get_cart(cart.id).version == cart.version and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = service.get_cart(cart.id)
+    assert [line.quantity for line in after.lines] == [1, 1]
     assert list(service.verify_carts([cart.id])) == []
 
 
 def test_a_commit_lost_with_a_key_is_settled_inside_the_service_and_applied_once(products):
     cart = make_cart({"SKU-1": 1})
-    metrics.reset()
-    response = add_while_killed(cart.id, {"Idempotency-Key": "lost-commit-1"})
+    response = add_during("broken", cart.id, {"Idempotency-Key": "lost-commit-1"})
     assert response.status_code == 200, response.content
     after = service.get_cart(cart.id)
     assert after.version == cart.version + 1
