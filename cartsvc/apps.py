@@ -3,7 +3,6 @@
 from typing import Any
 
 from django.apps import AppConfig
-from django.conf import settings
 from django.db.models.signals import pre_delete
 
 
@@ -23,10 +22,17 @@ class CartsvcConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.contrib.auth import get_user_model
+
         from cartsvc import checks  # noqa: F401 (registers them)
 
-        pre_delete.connect(
-            _close_carts_of_deleted_user,
-            sender=settings.AUTH_USER_MODEL,
-            dispatch_uid="cartsvc.close_carts_of_deleted_user",
-        )
+        user_model = get_user_model()
+        # Django sends pre_delete with the class the deletion was asked of: a proxy of the
+        # user model (a staff-only admin, say) is a sender of its own.
+        for model in self.apps.get_models():
+            if model is user_model or (model._meta.proxy and issubclass(model, user_model)):
+                pre_delete.connect(
+                    _close_carts_of_deleted_user,
+                    sender=model,
+                    dispatch_uid=f"cartsvc.close_carts_of_deleted_user.{model._meta.label}",
+                )

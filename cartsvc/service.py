@@ -559,7 +559,8 @@ def merge_on_login(session_cart_id: Any, user_id: int) -> Cart | None:
     user_model = get_user_model()
     with transaction.atomic():
         # The user's row is the lock that serializes this user's logins.
-        user_model.objects.select_for_update().filter(pk=user_id).first()
+        if user_model.objects.select_for_update().filter(pk=user_id).first() is None:
+            return None  # deleted meanwhile: nothing is claimed for no one
         mine = store.find_open_cart(user_id)
         if session_cart_id is None:
             return get_cart(mine) if mine else None

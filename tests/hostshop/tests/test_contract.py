@@ -105,6 +105,15 @@ def test_deleting_a_custom_user_closes_their_cart(client, books, reader):
     assert list(service.verify_carts([cart_id])) == []
 
 
+def test_deleting_a_user_through_a_proxy_model_closes_their_cart(books, reader):
+    from accounts.models import Staff
+
+    cart = service.open_cart(owner_id=reader.pk)
+    Staff.objects.get(pk=reader.pk).delete()
+    assert service.get_cart(cart.id).status == service.CLOSED
+    assert list(service.verify_carts([cart.id])) == []
+
+
 def test_the_hosts_basket_page_and_login_merge(client, books, reader):
     client.post("/shop/basket/add/", {"isbn": "9780000000001"})
     client.post("/shop/basket/add/", {"isbn": "9780000000001"})
