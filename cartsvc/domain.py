@@ -470,6 +470,32 @@ def _check_quantity(quantity: int, limits: Limits, *, allow_zero: bool = False) 
         )
 
 
+def _over_limit(
+    name: str, held: int, limits: Limits, *, line_max: int | None = None
+) -> QuantityLimit:
+    """The per-item limit, in words a shopper acts on: the product, and what still fits
+    (what can be added, or, for a line being set, the most it can be)."""
+    rule = f"at most {limits.max_line_quantity} of one item per cart"
+    if line_max is not None:
+        return QuantityLimit(f"{rule}: {name} can be at most {line_max} here", field="quantity")
+    room = limits.max_line_quantity - held
+    if room > 0:
+        return QuantityLimit(f"{rule}: you can add {room} more {name}", field="quantity")
+    return QuantityLimit(f"{rule}, and your cart already holds {held} {name}", field="quantity")
+
+
+def _short(name: str, stock: int, held: int, *, line_max: int | None = None) -> InsufficientStock:
+    """Stock that is short, naming the product and, when some is still there, what fits."""
+    message = f"only {stock} of {name} in stock"
+    if line_max is not None:
+        message += f": this line can be at most {line_max}" if line_max > 0 else ""
+    elif 0 < stock - held < stock:
+        message += f": you can add {stock - held} more"
+    elif held >= stock > 0:
+        message += f", and your cart already holds {held}"
+    return InsufficientStock(message, field="quantity")
+
+
 def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> list[Event]:
     """Turn a command into the events it causes, or raise a DomainError. Never mutates."""
     at = command.at
@@ -489,15 +515,12 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
         existing = cart.line_for(product.sku, command.options)
         new_quantity = command.quantity + (existing.quantity if existing else 0)
         # Limit and stock hold per item, across lines of the same sku with other options.
-        item_total = command.quantity + cart.quantity_of(product.sku)
+        held = cart.quantity_of(product.sku)
+        item_total = command.quantity + held
         if item_total > limits.max_line_quantity:
-            raise QuantityLimit(
-                f"at most {limits.max_line_quantity} of one item per cart", field="quantity"
-            )
+            raise _over_limit(product.name, held, limits)
         if item_total > product.stock:
-            raise InsufficientStock(
-                f"only {product.stock} of {product.sku} in stock", field="quantity"
-            )
+            raise _short(product.name, product.stock, held)
         if existing:
             return [QuantityChanged(at, existing.id, new_quantity)]
         if len(cart.lines) >= limits.max_lines:
@@ -526,16 +549,14 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
             return []
         # Raising a line is checked against the item's limit and stock over all its lines;
         # lowering one is always allowed (it only asks for less).
-        item_total = command.quantity + cart.quantity_of(line.sku, except_line=line.id)
+        others = cart.quantity_of(line.sku, except_line=line.id)
+        item_total = command.quantity + others
         raising = command.quantity > line.quantity
         if raising and item_total > limits.max_line_quantity:
-            raise QuantityLimit(
-                f"at most {limits.max_line_quantity} of one item per cart", field="quantity"
-            )
+            room = limits.max_line_quantity - others
+            raise _over_limit(line.name, others, limits, line_max=room)
         if raising and command.stock is not None and item_total > command.stock:
-            raise InsufficientStock(
-                f"only {command.stock} of {line.sku} in stock", field="quantity"
-            )
+            raise _short(line.name, command.stock, others, line_max=command.stock - others)
         return [QuantityChanged(at, line.id, command.quantity)]
 
     if isinstance(command, RemoveLine):
@@ -575,11 +596,16 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
                 wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
             for sku, quantity in wanted.items():
                 product = command.products.get(sku)
+                name = next(line.name for line in cart.lines if line.sku == sku)
                 if product is None or not product.active:
-                    raise UnknownSku(f"{sku} is no longer sold; remove it first", field="sku")
+                    raise UnknownSku(f"{name} is no longer sold; remove it first", field="sku")
                 if product.stock < quantity:
                     raise InsufficientStock(
-                        f"only {product.stock} of {sku} left in stock", field="quantity"
+                        f"only {product.stock} of {name} left in stock: lower the quantity"
+                        f" to {product.stock}"
+                        if product.stock
+                        else f"{name} is sold out: remove it to check out",
+                        field="quantity",
                     )
             repriced = _price_changes(cart, {s: p.price for s, p in command.products.items()}, at)
             changes = [

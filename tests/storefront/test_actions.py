@@ -66,13 +66,15 @@ class TestAdd:
     def test_more_than_the_stock_is_a_message(self, shopper):
         Product.objects.filter(sku="SKU-1").update(stock=3)
         response = add(shopper, "SKU-1", 2)
-        assert texts(response) == ["Sorry: only 3 of SKU-1 in stock."]
+        assert texts(response) == ["Sorry: only 3 of Product SKU-1 in stock: you can add 1 more."]
         assert quantities(cart_of(shopper))["SKU-1"] == 2
 
     def test_more_than_the_line_limit_is_a_message(self, shopper):
         add(shopper, "SKU-1", 97)
         response = add(shopper, "SKU-1", 1)
-        assert texts(response) == ["Sorry, at most 99 of one item per cart."]
+        assert texts(response) == [
+            "Sorry, at most 99 of one item per cart, and your cart already holds 99 Product SKU-1."
+        ]
         assert quantities(cart_of(shopper))["SKU-1"] == 99
 
     def test_a_double_clicked_add_applies_once(self, shopper):
@@ -120,7 +122,9 @@ class TestLines:
         Product.objects.filter(sku="SKU-1").update(stock=3)
         url = f"/cart/lines/{line_id(shopper, 'SKU-1')}/quantity/"
         response = post(shopper, url, {"quantity": 5})
-        assert texts(response) == ["Sorry: only 3 of SKU-1 in stock."]
+        assert texts(response) == [
+            "Sorry: only 3 of Product SKU-1 in stock: this line can be at most 3."
+        ]
         assert quantities(cart_of(shopper))["SKU-1"] == 2
 
     def test_remove(self, shopper):
@@ -291,7 +295,7 @@ class TestCheckout:
         Product.objects.filter(sku="SKU-2").update(stock=0)
         response = post(shopper, "/cart/checkout/")
         assert landed(response) == "/cart/"
-        assert texts(response) == ["Sorry: only 0 of SKU-2 left in stock."]
+        assert texts(response) == ["Sorry: Product SKU-2 is sold out: remove it to check out."]
         assert cart_of(shopper).status == "open"
         assert Product.objects.get(sku="SKU-1").stock == 100
 

@@ -202,6 +202,22 @@ def test_a_line_holds_at_most_max_line_quantity():
     assert err.value.code == "quantity_limit"
 
 
+def test_limit_and_stock_messages_name_the_product_and_say_what_still_fits():
+    cart = add(opened(), "SKU-1", 2)
+    with pytest.raises(d.QuantityLimit) as err:
+        d.decide(cart, d.AddLine(at(), product("SKU-1"), 98))
+    assert err.value.message == "at most 99 of one item per cart: you can add 97 more Product SKU-1"
+    with pytest.raises(d.InsufficientStock) as err:
+        d.decide(cart, d.AddLine(at(), product("SKU-1", stock=5), 4))
+    assert err.value.message == "only 5 of Product SKU-1 in stock: you can add 3 more"
+    with pytest.raises(d.InsufficientStock) as err:
+        d.decide(cart, d.SetQuantity(at(), 1, 9, stock=5))
+    assert err.value.message == "only 5 of Product SKU-1 in stock: this line can be at most 5"
+    with pytest.raises(d.QuantityLimit) as err:
+        d.decide(cart, d.SetQuantity(at(), 1, 100))
+    assert err.value.message == "at most 99 of one item per cart"  # past the limit on its own
+
+
 def test_the_default_line_limit_is_99():
     assert LIMITS.max_line_quantity == 99 and LIMITS.max_lines == 100
     with pytest.raises(d.QuantityLimit):
