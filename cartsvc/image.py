@@ -554,6 +554,12 @@ def _settle_in_doubt(
     (written in the same transaction) tells, on a fresh connection: the first answer if it
     was applied, None if it was not (run it again, once). Without one, nobody can tell."""
     fresh_connection()
+    try:
+        store.end_backend(getattr(exc, "backend_pid", None))
+    except DatabaseError:
+        fresh_connection()  # the lock then expires by itself, and its expiry drops the entry
+        metrics.inc("database_errors", outcome="unknown")
+        raise outcome_unknown() from exc
     if idem is not None and first_time:
         try:
             replayed = _replay(idem, first)
@@ -625,8 +631,12 @@ def execute(
             locks.settle("keep")
             raise
         except store.InDoubt as exc:
-            locks.settle("drop")
-            replayed = _settle_in_doubt(exc, idempotency, cart_ids[0], not in_doubt)
+            # The lock stays held until the lost session is known to be gone: a commit of it
+            # landing after a reader refilled the entry would leave the entry stale.
+            try:
+                replayed = _settle_in_doubt(exc, idempotency, cart_ids[0], not in_doubt)
+            finally:
+                locks.settle("drop")
             in_doubt = True
             if replayed is not None:
                 return replayed

@@ -340,12 +340,40 @@ def _commit_point(single_statement: bool = False) -> Iterator[_CommitPoint]:
     point = _CommitPoint()
     point.reached = single_statement
     outermost = not connection.in_atomic_block
+    remote = connection.vendor == "postgresql"  # SQLite answers its COMMIT in process
+    backend = _backend_pid() if remote and outermost else None
     try:
         yield point
     except (OperationalError, InterfaceError) as exc:
-        if point.reached and outermost and not _server_said_no(exc):
-            raise InDoubt(str(exc)) from exc
+        if point.reached and outermost and remote and not _server_said_no(exc):
+            doubt = InDoubt(str(exc))
+            doubt.backend_pid = backend  # type: ignore[attr-defined]
+            raise doubt from exc
         raise
+
+
+def _backend_pid() -> int | None:
+    raw = getattr(connection, "connection", None)
+    info = getattr(raw, "info", None)
+    return getattr(info, "backend_pid", None)
+
+
+def end_backend(pid: int | None, wait: float = 2.0) -> None:
+    """Make sure the server session behind a lost connection is gone (terminated if it is
+    still there), so that a commit it was still on its way to can not land later, behind
+    the cache's back. On a fresh connection; bounded."""
+    if pid is None:
+        return
+    import time
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+            if cursor.fetchone() is None:
+                return
+            time.sleep(0.01)
 
 
 def _server_said_no(exc: Exception) -> bool:
