@@ -451,6 +451,20 @@ class _Locks:
         self.held = []
 
 
+def _publish(
+    locks: _Locks,
+    states: dict[str, d.Cart],
+    after_commit: Callable[[dict[str, d.Cart]], None] | None,
+) -> None:
+    """After the commit: publish the states and release the locks, then answer."""
+    locks.settle("set", states)
+    if locks.dirty:
+        # Wait out any lease granted before our dirty mark was visible.
+        time.sleep(conf.TRUST_LEASE)
+    if after_commit is not None:
+        after_commit(states)
+
+
 class _Deferred:
     """Commands run inside the caller's own transaction (ATOMIC_REQUESTS, a login view's
     `atomic()`, a user's deletion): publishing their states before it commits would put
@@ -474,15 +488,10 @@ class _Deferred:
         dirty: bool,
         after_commit: Callable[[dict[str, d.Cart]], None] | None,
     ) -> None:
-        if _local.deferred is self:
-            _local.deferred = None  # the transaction is over
         locks = _Locks(self.token)
         locks.held = list(states)
-        locks.settle("set", states)
-        if dirty:
-            time.sleep(conf.TRUST_LEASE)
-        if after_commit is not None:
-            after_commit(states)
+        locks.dirty = dirty
+        _publish(locks, states, after_commit)
 
     def end(self) -> None:
         if _local.deferred is self:
@@ -655,12 +664,7 @@ def execute(
             deferred.held.update(cart_ids)
             transaction.on_commit(partial(deferred.publish, states, locks.dirty, after_commit))
         else:
-            locks.settle("set", states)
-            if locks.dirty:
-                # Wait out any lease granted before our dirty mark was visible.
-                time.sleep(conf.TRUST_LEASE)
-            if after_commit is not None:
-                after_commit(states)
+            _publish(locks, states, after_commit)
         if attempt:
             metrics.inc("write_retries", attempt)
         return states
