@@ -283,9 +283,15 @@ def checkout(request: HttpRequest) -> HttpResponse:
         return redirect("shop:cart")
     seen = form.cleaned_data["version"]
     cart = service.checkout(cart.id, as_user=who, expected_version=seen)
-    # The next add starts a new cart.
-    session.bind(request, None)
+    # Saved-for-later items went to the shopper's next cart: the session follows them
+    # (without any, the next add starts a new cart).
+    following = service.next_cart(cart.id, as_user=who)
+    session.bind(request, following)
     messages.success(request, "Thank you! Your order is confirmed.")
+    if following is not None:
+        count = len(following.saved)
+        items = f"{count} saved item{'s' if count != 1 else ''}"
+        messages.info(request, f"Your {items} will wait for you in your cart.")
     return redirect("shop:order", cart_id=cart.id)
 
 

@@ -324,6 +324,25 @@ class LineMovedToCart(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class SavedItemsCarriedOut(Event):
+    """At checkout the saved-for-later items leave for the shopper's next cart: they are not
+    bought, and they must not be lost with the order."""
+
+    type: ClassVar[str] = "saved_items_carried_out"
+    to_cart_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SavedItemsCarriedIn(Event):
+    """Saved-for-later items brought from another cart (a checkout's, a login merge's), with
+    the line ids they take in this one."""
+
+    type: ClassVar[str] = "saved_items_carried_in"
+    from_cart_id: str
+    lines: tuple[Line, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CartClaimed(Event):
     type: ClassVar[str] = "cart_claimed"
     owner_id: int
@@ -398,6 +417,9 @@ class RemoveDiscount(Command):
 class Checkout(Command):
     # The catalog as it is now, for the lines' skus; None skips the re-check.
     products: dict[str, ProductInfo] | None = None
+    # The cart the saved-for-later items go to (opened in the same transaction by the
+    # caller); None keeps them on the checked-out cart.
+    carry_saved_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +437,14 @@ class SaveForLater(Command):
 @dataclass(frozen=True, slots=True)
 class MoveToCart(Command):
     line_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CarrySavedIn(Command):
+    """Take saved-for-later items from another cart (its checkout or its merge)."""
+
+    from_cart_id: str
+    lines: tuple[Line, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +479,9 @@ class MergeLines(Command):
     lines: tuple[Line, ...] = field(default=())
     # The other cart's discount, taken over when this cart has none.
     discount: Discount | None = None
+    # The other cart and its saved-for-later items, which come along (see CarrySavedIn).
+    from_cart_id: str = ""
+    saved: tuple[Line, ...] = ()
 
 
 # ---------------------------------------------------------------- decide
@@ -625,6 +658,8 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
                     changes,
                 )
             events += repriced  # saved-for-later items only: they are not bought
+        if cart.saved and command.carry_saved_to is not None:
+            events.append(SavedItemsCarriedOut(at, command.carry_saved_to))
         return [*events, CheckedOut(at)]
 
     if isinstance(command, Reprice):
@@ -660,6 +695,11 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
         if len(cart.lines) >= limits.max_lines:
             raise QuantityLimit(f"a cart holds at most {limits.max_lines} lines", field="line_id")
         return [LineMovedToCart(at, saved.id, None, min(saved.quantity, room))]
+
+    if isinstance(command, CarrySavedIn):
+        _require_open(cart)
+        carried = _carried_in(cart, command.from_cart_id, command.lines, at, limits)
+        return [carried] if carried else []
 
     if isinstance(command, Claim):
         if cart.owner_id == command.owner_id:
@@ -721,9 +761,29 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
                     at, incoming_discount.code, incoming_discount.kind, incoming_discount.value
                 )
             )
-        return events
+        carried = _carried_in(state, command.from_cart_id, command.saved, at, limits)
+        return [*events, carried] if carried else events
 
     raise TypeError(f"unknown command {type(command).__name__}")
+
+
+def _carried_in(
+    cart: Cart, from_cart_id: str, lines: tuple[Line, ...], at: datetime, limits: Limits
+) -> SavedItemsCarriedIn | None:
+    """Saved items arriving from another cart, numbered after this cart's lines. An item
+    already saved here (same sku and options) is not saved twice, and the saved list keeps
+    its limit: what does not fit stays on the other cart's record."""
+    kept = {(line.sku, line.options) for line in cart.saved}
+    room = limits.max_lines - len(cart.saved)
+    arriving: list[Line] = []
+    next_id = cart.next_line_id
+    for line in lines:
+        if len(arriving) >= room or (line.sku, line.options) in kept:
+            continue
+        kept.add((line.sku, line.options))
+        arriving.append(replace(line, id=next_id))
+        next_id += 1
+    return SavedItemsCarriedIn(at, from_cart_id, tuple(arriving)) if arriving else None
 
 
 def _by_id(line: Line) -> int:
@@ -814,6 +874,12 @@ def apply(cart: Cart | None, event: Event) -> Cart:
         else:
             lines = tuple(sorted((*cart.lines, replace(back, quantity=event.quantity)), key=_by_id))
         return replace(cart, version=version, updated_at=at, lines=lines, saved=saved)
+    if isinstance(event, SavedItemsCarriedOut):
+        return replace(cart, version=version, updated_at=at, saved=())
+    if isinstance(event, SavedItemsCarriedIn):
+        saved = tuple(sorted((*cart.saved, *event.lines), key=_by_id))
+        next_id = max([cart.next_line_id, *(line.id + 1 for line in event.lines)])
+        return replace(cart, version=version, updated_at=at, saved=saved, next_line_id=next_id)
     if isinstance(event, CartClaimed):
         return replace(cart, version=version, updated_at=at, owner_id=event.owner_id)
     if isinstance(event, DiscountApplied):

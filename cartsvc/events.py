@@ -28,6 +28,8 @@ EVENT_SCHEMAS: dict[str, int] = {
     d.LineMovedToCart.type: 1,
     d.CartClaimed.type: 1,
     d.OwnerDeleted.type: 1,
+    d.SavedItemsCarriedOut.type: 1,
+    d.SavedItemsCarriedIn.type: 1,
 }
 EVENT_CLASSES: dict[str, type[d.Event]] = {
     cls.type: cls
@@ -46,6 +48,8 @@ EVENT_CLASSES: dict[str, type[d.Event]] = {
         d.LineMovedToCart,
         d.CartClaimed,
         d.OwnerDeleted,
+        d.SavedItemsCarriedOut,
+        d.SavedItemsCarriedIn,
     )
 }
 
@@ -113,6 +117,23 @@ def encode_event(event: d.Event) -> tuple[str, int, dict[str, Any]]:
         }
     elif isinstance(event, d.CartClaimed):
         data = {"owner_id": event.owner_id}
+    elif isinstance(event, d.SavedItemsCarriedOut):
+        data = {"to_cart_id": event.to_cart_id}
+    elif isinstance(event, d.SavedItemsCarriedIn):
+        data = {
+            "from_cart_id": event.from_cart_id,
+            "lines": [
+                {
+                    "line_id": line.id,
+                    "sku": line.sku,
+                    "name": line.name,
+                    "options": [list(pair) for pair in line.options],
+                    "quantity": line.quantity,
+                    "unit_price": str(line.unit_price),
+                }
+                for line in event.lines
+            ],
+        }
     elif isinstance(event, (d.DiscountRemoved, d.CheckedOut, d.CartExpired, d.OwnerDeleted)):
         data = {}
     else:
@@ -174,6 +195,21 @@ def decode_event(event_type: str, schema: int, data: dict[str, Any], at: datetim
             )
         if event_type == d.CartClaimed.type:
             return d.CartClaimed(at, int(data["owner_id"]))
+        if event_type == d.SavedItemsCarriedOut.type:
+            return d.SavedItemsCarriedOut(at, str(data["to_cart_id"]))
+        if event_type == d.SavedItemsCarriedIn.type:
+            lines = tuple(
+                d.Line(
+                    int(line["line_id"]),
+                    line["sku"],
+                    line["name"],
+                    d.canonical_options(line["options"]),
+                    int(line["quantity"]),
+                    Decimal(line["unit_price"]),
+                )
+                for line in data["lines"]
+            )
+            return d.SavedItemsCarriedIn(at, str(data["from_cart_id"]), lines)
         return EVENT_CLASSES[event_type](at)
     except CodecError:
         raise

@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from functools import partial, wraps
 from typing import Any, TypeVar
 
@@ -593,6 +593,7 @@ def execute(
     decide: Decider,
     *,
     create: bool = False,
+    opens: Collection[str] = (),
     expected_version: int | None = None,
     command_id: str | None = None,
     idempotency: store.Idempotency | None = None,
@@ -602,6 +603,8 @@ def execute(
     """Run one command over one or more carts; returns each cart's state afterwards.
 
     `after_commit(states)` runs once, in this call, only if this call committed events.
+    `opens` are carts this command may open (new ids, decided with no state): one that
+    gets no events is not created and has no state in the result.
 
     `idempotency` makes a retry return the first answer (checked before and again under the
     lock; recorded in the command's transaction). `within(states)` runs inside the commit's
@@ -629,7 +632,15 @@ def execute(
                 locks.settle("keep")
                 return replayed
             result = _attempt(
-                cart_ids, decide, locks, create, expected_version, command_id, idempotency, within
+                cart_ids,
+                decide,
+                locks,
+                create,
+                frozenset(opens),
+                expected_version,
+                command_id,
+                idempotency,
+                within,
             )
         except store.Conflict:
             locks.settle("drop")
@@ -676,6 +687,7 @@ def _attempt(
     decide: Decider,
     locks: _Locks,
     create: bool,
+    opens: frozenset[str],
     expected_version: int | None,
     command_id: str | None,
     idempotency: store.Idempotency | None,
@@ -684,7 +696,7 @@ def _attempt(
     now = timezone.now()
     befores: dict[str, d.Cart | None] = {}
     for cart_id in cart_ids:
-        if create:
+        if create or cart_id in opens:
             befores[cart_id] = None
             continue
         cached = locks.cached.get(cart_id) if not locks.dirty else None
@@ -693,8 +705,7 @@ def _attempt(
             raise d.NotFound("cart not found")
         befores[cart_id] = before
     if expected_version is not None:
-        (first,) = cart_ids
-        before = befores[first]
+        before = befores[cart_ids[0]]  # If-Match is about the cart the command names
         if before is not None and before.version != expected_version:
             raise d.VersionConflict(f"cart is at version {before.version}, not {expected_version}")
     events = decide(befores)
@@ -704,8 +715,8 @@ def _attempt(
         before = befores[cart_id]
         cart_events = events.get(cart_id) or []
         if not cart_events:
-            assert before is not None
-            states[cart_id] = before
+            if before is not None:  # else a cart it might have opened and did not
+                states[cart_id] = before
             continue
         after = d.fold(before, cart_events)
         assert after is not None

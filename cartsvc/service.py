@@ -97,6 +97,7 @@ __all__ = [
     "merge_carts",
     "merge_on_login",
     "move_to_cart",
+    "next_cart",
     "open_cart",
     "refresh_prices",
     "remove_discount",
@@ -431,12 +432,54 @@ def refresh_prices(cart_id: Any, *, as_user: Any = ANYONE) -> tuple[Cart, list[d
     return _mutate(key, command, as_user), changes
 
 
+class _SavedMeanwhile(Exception):
+    """Items were saved for later after the checkout looked: it runs again, carrying them
+    (a rare race; the cart's entry is dropped and read again)."""
+
+
+def _checkout(
+    key: str,
+    products: dict[str, d.ProductInfo],
+    as_user: Any,
+    carry_to: str | None,
+    take_stock: Callable[[dict[str, Cart]], None],
+    door: dict[str, Any],
+) -> Cart:
+    """One checkout attempt under the cart's lock; with `carry_to`, the saved-for-later
+    items go to a new cart of that id, opened in the same transaction."""
+    at = timezone.now()
+
+    def decide(carts: dict[str, Cart | None]) -> dict[str, list[d.Event]]:
+        cart = carts[key]
+        _visible(cart, as_user)
+        _checkout_discount_holds(cart)
+        if cart is not None and cart.saved and carry_to is None:
+            raise _SavedMeanwhile("saved items to carry")
+        events = {key: d.decide(cart, d.Checkout(at, products, carry_to), limits())}
+        if cart is not None and cart.saved and carry_to is not None:
+            # The items leave as the checkout's re-pricing left them.
+            repriced = [e for e in events[key] if isinstance(e, d.LinePriceChanged)]
+            saved = d.fold(cart, repriced).saved  # type: ignore[union-attr]
+            opened = d.decide(None, d.OpenCart(at, carry_to, cart.owner_id, cart.currency))
+            carried = d.decide(d.fold(None, opened), d.CarrySavedIn(at, key, saved), limits())
+            events[carry_to] = [*opened, *carried]
+        return events
+
+    cart_ids = [key] if carry_to is None else [key, carry_to]
+    opens = () if carry_to is None else (carry_to,)
+    states = image.execute(cart_ids, decide, opens=opens, within=take_stock, **door)
+    return states[key]
+
+
 @_reconnecting
 def checkout(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
     """Freeze the cart. Prices and stock are re-checked against the catalog; stock is taken
     in the same transaction as the checkout, all or nothing. A line whose price moved stops
     the checkout: PricesChanged (409 `prices_changed`, with the changes), and the cart is
-    left re-priced for the shopper to review and check out again."""
+    left re-priced for the shopper to review and check out again.
+
+    Saved-for-later items are not bought and not lost: the same transaction opens the
+    shopper's next cart (same owner, same currency) holding them (`next_cart` finds it)."""
     key = cart_key(cart_id)
     cart = get_cart(key, as_user=as_user)
     products = catalog().products(sorted({line.sku for line in cart.lines}))
@@ -451,10 +494,12 @@ def checkout(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
                 f"not enough stock left for {', '.join(short)}", field="quantity"
             )
 
+    carry_to = str(uuid.uuid4()) if cart.saved else None
     try:
-        return _mutate(
-            key, d.Checkout(timezone.now(), products), as_user, within=take_stock, **door
-        )
+        try:
+            return _checkout(key, products, as_user, carry_to, take_stock, door)
+        except _SavedMeanwhile:
+            return _checkout(key, products, as_user, str(uuid.uuid4()), take_stock, door)
     except d.PricesChanged as changed:
         # Leave the cart at the new prices (and without a discount that no longer holds) for
         # the shopper to see and confirm: a new version, so a client holding the old one gets
@@ -464,6 +509,16 @@ def checkout(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
         else:
             refresh_prices(key, as_user=as_user)
         raise
+
+
+@_reconnecting
+def next_cart(cart_id: Any, *, as_user: Any = ANYONE) -> Cart | None:
+    """The cart a checkout of this cart opened for the saved-for-later items it carried (the
+    shopper's next cart), or None when it carried none. One query on the cart's log."""
+    key = cart_key(cart_id)
+    get_cart(key, as_user=as_user)  # 404 for unknown or foreign carts
+    carried = store.carried_to(key)
+    return get_cart(carried, as_user=as_user) if carried else None
 
 
 @_reconnecting
@@ -487,7 +542,8 @@ def expire_cart(
 
 @_reconnecting
 def merge_carts(source_id: Any, target_id: Any, *, idempotency: Idempotency | None = None) -> Cart:
-    """Move the source cart's lines into the target (quantities add, limits hold) and mark
+    """Move the source cart's lines into the target (quantities add, limits hold) and its
+    saved-for-later items into the target's (an item saved in both is kept once), and mark
     the source `merged`, in one transaction. Returns the target."""
     source, target = cart_key(source_id), cart_key(target_id)
     if source == target:
@@ -499,7 +555,8 @@ def merge_carts(source_id: Any, target_id: Any, *, idempotency: Idempotency | No
         assert src is not None and tgt is not None
         if src.status != d.OPEN:
             raise d.CartNotOpen(f"source cart is {src.status}")
-        merged = d.decide(tgt, d.MergeLines(at, src.lines, src.discount), limits())
+        merging = d.MergeLines(at, src.lines, src.discount, source, src.saved)
+        merged = d.decide(tgt, merging, limits())
         return {
             # A discount carried over (or kept) must hold for the merged cart too.
             target: _discount_kept_valid(tgt, merged, at),

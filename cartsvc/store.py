@@ -221,6 +221,17 @@ def find_idempotent(idem: Idempotency) -> tuple[str, d.Cart] | None:
     return fingerprint, state
 
 
+def carried_to(cart_id: str) -> str | None:
+    """The cart this cart's checkout carried its saved-for-later items to, from its log."""
+    data = (
+        CartEvent.objects.filter(cart_id=cart_id, type=d.SavedItemsCarriedOut.type)
+        .order_by("-version")
+        .values_list("data", flat=True)
+        .first()
+    )
+    return None if data is None else str(data["to_cart_id"])
+
+
 def carts_of_owner(owner_id: int) -> list[str]:
     """Every cart the user owns, whatever its status."""
     ids = Cart.objects.filter(owner_id=owner_id).order_by("id").values_list("id", flat=True)
@@ -310,16 +321,22 @@ def create(
     change: Change, command_id: str | None, dirty: bool, now: datetime, idem: Idempotency | None
 ) -> None:
     """Insert a new cart; IntegrityError if the id (or the idempotency key) exists."""
-    after = change.after
     with _commit_point() as point, transaction.atomic():
-        Cart.objects.create(
-            id=after.id,
-            currency=after.currency,
-            created_at=after.created_at,
-            **_header_values(after, now),
-        )
-        _write_generic_children(change, command_id, dirty, now, idem)
+        _insert(change, command_id, dirty, now, idem)
         point.reached = True
+
+
+def _insert(
+    change: Change, command_id: str | None, dirty: bool, now: datetime, idem: Idempotency | None
+) -> None:
+    after = change.after
+    Cart.objects.create(
+        id=after.id,
+        currency=after.currency,
+        created_at=after.created_at,
+        **_header_values(after, now),
+    )
+    _write_generic_children(change, command_id, dirty, now, idem)
 
 
 class InDoubt(Exception):
@@ -394,10 +411,11 @@ def commit(
 ) -> None:
     """Apply every change or none; raise Conflict if any cart moved on. `within` runs in the
     same transaction first (a stock reservation); the idempotency key goes with the first
-    cart's change."""
+    cart's change. A change with no `before` inserts a new cart (one the command opens)."""
     try:
         if (
             len(changes) == 1
+            and changes[0].before is not None
             and within is None
             and connection.vendor == "postgresql"
             and not connection.in_atomic_block
@@ -412,6 +430,9 @@ def commit(
                 within()
             for n, change in enumerate(changes):
                 key = idem if n == 0 else None
+                if change.before is None:  # a cart the command opens beside the others
+                    _insert(change, command_id, dirty, now, key)
+                    continue
                 if connection.vendor == "postgresql":
                     ok = _commit_postgres(change, command_id, dirty, now, key)
                 else:

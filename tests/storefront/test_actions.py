@@ -9,7 +9,16 @@ from django.test import Client
 from carts.models import Product
 from cartsvc import service
 from tests.factories import make_discount
-from tests.storefront.conftest import add, cart_id_of, cart_of, landed, post, quantities, texts
+from tests.storefront.conftest import (
+    add,
+    cart_id_of,
+    cart_of,
+    landed,
+    login,
+    post,
+    quantities,
+    texts,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -282,6 +291,36 @@ class TestCheckout:
         add(shopper, "SKU-3", 1)
         assert cart_id_of(shopper) != order_id
         assert quantities(cart_of(shopper)) == {"SKU-3": 1}
+
+    def test_saved_items_wait_in_the_visitors_next_cart(self, shopper):
+        post(shopper, f"/cart/lines/{line_id(shopper, 'SKU-2')}/save/")
+        order_id = cart_id_of(shopper)
+        response = post(shopper, "/cart/checkout/", {"version": cart_of(shopper).version})
+        assert landed(response) == f"/orders/{order_id}/"
+        assert texts(response) == [
+            "Thank you! Your order is confirmed.",
+            "Your 1 saved item will wait for you in your cart.",
+        ]
+        # The session holds the next cart, with the saved item and nothing bought.
+        following = cart_of(shopper)
+        assert following.id != order_id and following.status == "open"
+        assert [line.sku for line in following.saved] == ["SKU-2"] and not following.lines
+        page = shopper.get("/cart/").content.decode()
+        assert "Saved for later" in page and "Product SKU-2" in page
+        assert Product.objects.get(sku="SKU-2").stock == 100
+
+    def test_saved_items_wait_in_the_customers_next_cart(self, shopper, alice):
+        login(shopper, "alice")
+        post(shopper, f"/cart/lines/{line_id(shopper, 'SKU-2')}/save/")
+        order_id = cart_id_of(shopper)
+        post(shopper, "/cart/checkout/", {"version": cart_of(shopper).version})
+        following = cart_of(shopper)
+        assert following.id != order_id and following.owner_id == alice.id
+        assert [line.sku for line in following.saved] == ["SKU-2"]
+        # A new session (another device) finds them too.
+        other = Client()
+        login(other, "alice")
+        assert cart_of(other).id == following.id
 
     def test_an_empty_cart_can_not_be_checked_out(self, client, products):
         response = post(client, "/cart/checkout/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -711,3 +712,64 @@ def test_moving_a_saved_item_back_is_capped_by_the_item_limit():
     full = add(cart, "SKU-1", 4, {"size": "L"})
     with pytest.raises(d.QuantityLimit):
         run(full, d.MoveToCart(at(4), saved_id))
+
+
+# ---------------------------------------------------------------- saved items carried along
+
+
+def with_saved(*skus: str) -> d.Cart:
+    """A cart holding SKU-1 and, saved for later, one of each of `skus`."""
+    cart = cart_with("SKU-1", *skus)
+    for line in [line for line in cart.lines if line.sku in skus]:
+        cart = run(cart, d.SaveForLater(at(2), line.id))
+    return cart
+
+
+def test_checkout_with_a_next_cart_carries_the_saved_items_out():
+    cart = with_saved("SKU-2", "SKU-3")
+    events = d.decide(cart, d.Checkout(at(5), carry_saved_to="cart-2"))
+    assert events == [d.SavedItemsCarriedOut(at(5), "cart-2"), d.CheckedOut(at(5))]
+    after = d.fold(cart, events)
+    assert after.status == d.CHECKED_OUT and after.saved == ()
+    assert [line.sku for line in after.lines] == ["SKU-1"]
+
+
+def test_checkout_without_saved_items_carries_nothing():
+    cart = cart_with("SKU-1")
+    assert d.decide(cart, d.Checkout(at(5), carry_saved_to="cart-2")) == [d.CheckedOut(at(5))]
+
+
+def test_carried_in_items_are_numbered_after_the_carts_lines():
+    source = with_saved("SKU-2", "SKU-3")
+    target = add(opened("cart-2"), "SKU-7", 1)
+    events = d.decide(target, d.CarrySavedIn(at(6), source.id, source.saved))
+    (carried,) = events
+    assert isinstance(carried, d.SavedItemsCarriedIn) and carried.from_cart_id == source.id
+    after = d.fold(target, events)
+    assert [(line.id, line.sku) for line in after.saved] == [(2, "SKU-2"), (3, "SKU-3")]
+    assert after.next_line_id == 4 and after.item_count == 1  # saved items are not counted
+    # Each keeps what it was: name, options, quantity, price.
+    assert [replace(line, id=0) for line in after.saved] == [
+        replace(line, id=0) for line in source.saved
+    ]
+
+
+def test_an_item_saved_in_both_carts_is_kept_once_and_the_limit_holds():
+    source = with_saved("SKU-2", "SKU-3", "SKU-4")
+    target = with_saved("SKU-3")
+    after = run(target, d.CarrySavedIn(at(6), source.id, source.saved))
+    assert [line.sku for line in after.saved] == ["SKU-3", "SKU-2", "SKU-4"]
+    # At most max_lines saved items: what does not fit stays on the source's record.
+    capped = run(target, d.CarrySavedIn(at(6), source.id, source.saved), d.Limits(99, 2))
+    assert [line.sku for line in capped.saved] == ["SKU-3", "SKU-2"]
+    carry = d.CarrySavedIn(at(7), source.id, source.saved)
+    assert d.decide(capped, carry, d.Limits(99, 2)) == []
+
+
+def test_a_login_merge_brings_the_visitors_saved_items():
+    visitor = with_saved("SKU-5")
+    mine = cart_with("SKU-1")
+    merging = d.MergeLines(at(8), visitor.lines, None, visitor.id, visitor.saved)
+    after = run(mine, merging)
+    assert [line.sku for line in after.saved] == ["SKU-5"]
+    assert after.lines[0].quantity == 2  # SKU-1 from both

@@ -44,6 +44,15 @@ EVENTS = [
     d.LineMovedToCart(AT, 3, 1, 7),
     d.CartClaimed(AT, 42),
     d.OwnerDeleted(AT),
+    d.SavedItemsCarriedOut(AT, "0b6f3c1e-9a40-4d5e-8f59-1d1e7a2b3c4d"),
+    d.SavedItemsCarriedIn(
+        AT,
+        "cart-4",
+        (
+            d.Line(1, "SKU-1", "Product 1", (), 2, Decimal("3.50")),
+            d.Line(2, "SKU-2", "Café €", d.canonical_options({"size": "M"}), 1, Decimal("9.99")),
+        ),
+    ),
 ]
 
 
