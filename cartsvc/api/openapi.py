@@ -307,6 +307,27 @@ def _mutation(
     return operation
 
 
+def _checkout() -> dict[str, Any]:
+    operation = _mutation(
+        "Check out: prices and stock are re-checked, stock is taken, the cart freezes"
+        " (an empty cart is 400 `invalid`, field `lines`). Saved-for-later items are not"
+        " bought: they move to a new open cart of the same owner, named by the `Link` header",
+        ["unknown_sku", "insufficient_stock"],
+        NO_FIELDS,
+    )
+    ok = dict(operation["responses"]["200"])
+    ok["headers"] = {
+        **ok.get("headers", {}),
+        "Link": {
+            "description": "Only when saved-for-later items were carried: `</api/v1/carts/"
+            '{next_cart_id}>; rel="next"`, the cart that now holds them.',
+            "schema": {"type": "string"},
+        },
+    }
+    operation["responses"] = {**operation["responses"], "200": ok}
+    return operation
+
+
 CART_PATH = [ref("parameters", "CartId")]
 LINE_PATH = [ref("parameters", "CartId"), ref("parameters", "LineId")]
 
@@ -433,12 +454,7 @@ DOCUMENT: dict[str, Any] = {
         },
         "/carts/{cart_id}/checkout": {
             "parameters": CART_PATH,
-            "post": _mutation(
-                "Check out: prices and stock are re-checked, stock is taken, the cart freezes"
-                " (an empty cart is 400 `invalid`, field `lines`)",
-                ["unknown_sku", "insufficient_stock"],
-                NO_FIELDS,
-            ),
+            "post": _checkout(),
         },
         "/carts/{cart_id}/events": {
             "parameters": CART_PATH,

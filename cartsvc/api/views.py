@@ -284,6 +284,22 @@ def apply_discount(request: HttpRequest, cart_id: str) -> HttpResponse:
     return _cart_response(_checked(cart, request))
 
 
+def checkout(request: HttpRequest, cart_id: str) -> HttpResponse:
+    """The checked-out cart; `Link: <.../carts/{next}>; rel="next"` names the cart that now
+    holds the saved-for-later items, when the checkout carried some there."""
+    key = inputs.cart_id(cart_id)
+    body = inputs.json_body(request, required=False)
+    fields(body, ())
+    door = _door(request, key, body)
+    who = _user(request)
+    cart = _checked(service.checkout(key, as_user=who, **door), request)
+    following = service.next_cart(cart.id, as_user=who)
+    if following is None:
+        return _cart_response(cart)
+    url = reverse("cartimage_api:cart", args=[following.id])
+    return _cart_response(cart, Link=f'<{url}>; rel="next"')
+
+
 def history(request: HttpRequest, cart_id: str) -> HttpResponse:
     after = inputs.query_int(request, "after", 0, 0, inputs.MAX_VERSION)
     limit = inputs.query_int(request, "limit", inputs.HISTORY_PAGE, 1, inputs.HISTORY_MAX_PAGE)
@@ -308,6 +324,6 @@ line = endpoint(PATCH=set_quantity, DELETE=_line_command(service.remove_line))
 save_for_later = endpoint(POST=_line_command(service.save_for_later))
 move_to_cart = endpoint(POST=_line_command(service.move_to_cart))
 discount = endpoint(POST=apply_discount, DELETE=_cart_command(service.remove_discount))
-checkout = endpoint(POST=_cart_command(service.checkout))
+checkout = endpoint(POST=checkout)
 events = endpoint(GET=history)
 not_found = csrf_exempt(unknown_route)

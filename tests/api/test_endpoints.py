@@ -180,6 +180,27 @@ def test_checkout_freezes_the_cart_and_takes_stock(client, cart):
     assert Product.objects.get(sku="SKU-1").stock == 98
 
 
+def test_checkout_names_the_cart_that_holds_the_saved_items(client, cart):
+    assert "Link" not in call(client, "POST", f"carts/{make_cart({'SKU-1': 1}).id}/checkout")
+    call(client, "POST", f"carts/{cart.id}/lines/2/save-for-later")
+    response = call(client, "POST", f"carts/{cart.id}/checkout")
+    assert response.status_code == 200
+    body = body_of(response)
+    assert body["saved_for_later"] == [] and [line["id"] for line in body["lines"]] == [1]
+    match = re.fullmatch(rf'<{API}/carts/([0-9a-f-]{{36}})>; rel="next"', response["Link"])
+    assert match, response["Link"]
+    following = body_of(call(client, "GET", f"carts/{match[1]}"))
+    assert following["status"] == "open" and following["lines"] == []
+    assert [item["sku"] for item in following["saved_for_later"]] == ["SKU-2"]
+    # A retry with the same key answers the same, Link included, and opens nothing more.
+    other = make_cart({"SKU-1": 1, "SKU-2": 1})
+    call(client, "POST", f"carts/{other.id}/lines/2/save-for-later")
+    headers = {"Idempotency-Key": "checkout-retry-1"}
+    first = call(client, "POST", f"carts/{other.id}/checkout", headers=headers)
+    again = call(client, "POST", f"carts/{other.id}/checkout", headers=headers)
+    assert (again.content, again["Link"]) == (first.content, first["Link"])
+
+
 def test_bodyless_mutations_take_an_empty_object_or_an_empty_body(client, cart):
     assert call(client, "POST", f"carts/{cart.id}/checkout", {}).status_code == 200
     other = make_cart({"SKU-1": 1})
