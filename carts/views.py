@@ -10,8 +10,16 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.forms import Form
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotFound,
+    HttpResponseRedirect,
+    HttpResponseServerError,
+)
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
@@ -20,6 +28,7 @@ from carts.forms import AddToCartForm, CheckoutForm, DiscountForm, QuantityForm,
 from carts.models import Product
 from cartsvc import service
 from cartsvc import shop as session
+from cartsvc.catalog import catalog
 from cartsvc.conf import conf
 from cartsvc.service import CHECKED_OUT, OPEN, DomainError, IdempotencyKeyReused
 
@@ -153,7 +162,35 @@ def cart_page(request: HttpRequest) -> HttpResponse:
     session.bind(request, cart)
     if cart is not None:
         _price_notices(request, cart, changes)
-    return render(request, "carts/cart.html", {"cart": cart, "limit": conf.MAX_LINE_QUANTITY})
+    context = {"cart": cart, "limit": conf.MAX_LINE_QUANTITY, "stock_notes": stock_notes(cart)}
+    return render(request, "carts/cart.html", context)
+
+
+# At or below this many units left, a cart line says how many there are.
+LOW_STOCK = 5
+
+
+def stock_notes(cart: service.Cart | None) -> dict[int, str]:
+    """Line id -> "Only N left" (or "Out of stock") for the lines whose product is short:
+    fewer left than the cart holds of it, or LOW_STOCK or fewer. One catalog query for all
+    the lines; a sku's lines are counted together, as checkout takes them together."""
+    if cart is None or not cart.lines:
+        return {}
+    wanted: dict[str, int] = {}
+    for line in cart.lines:
+        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+    products = catalog().products(sorted(wanted))
+    notes = {}
+    for line in cart.lines:
+        product = products.get(line.sku)
+        if product is None:
+            continue  # an unknown sku is the price refresh's business
+        left = max(product.stock, 0)
+        if left == 0:
+            notes[line.id] = "Out of stock"
+        elif left < wanted[line.sku] or left <= LOW_STOCK:
+            notes[line.id] = f"Only {left} left"
+    return notes
 
 
 def _visible_cart(request: HttpRequest, cart_id: uuid.UUID) -> service.Cart:
@@ -175,7 +212,32 @@ def order_confirmation(request: HttpRequest, cart_id: uuid.UUID) -> HttpResponse
     cart = _visible_cart(request, cart_id)
     if cart.status != CHECKED_OUT:
         raise Http404("no such order")
-    return render(request, "carts/order.html", {"cart": cart})
+    # Promise an e-mail only to the account that placed the order, and only if it has one.
+    user = request.user
+    email = user.email if user.is_authenticated and user.id == cart.owner_id else ""
+    return render(request, "carts/order.html", {"cart": cart, "email": email})
+
+
+# ---------------------------------------------------------------- error pages
+
+
+def _error_page(status: int, title: str, text: str) -> str:
+    """A self-contained page (styles inline: no static files, which no server serves with
+    DEBUG off) rendered without the request: no database, session or context processor."""
+    context = {"status": status, "title": title, "text": text}
+    return render_to_string("carts/error.html", context)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler404: the shop's own "not found" page."""
+    text = "We could not find that page. It may have moved, or the link may be mistyped."
+    return HttpResponseNotFound(_error_page(404, "Page not found", text))
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: the shop's own error page; it needs nothing that could have failed."""
+    text = "Something went wrong on our side. Your cart is kept: please try again in a moment."
+    return HttpResponseServerError(_error_page(500, "Something went wrong", text))
 
 
 # ---------------------------------------------------------------- actions
@@ -239,7 +301,8 @@ def _line_action(command: Callable[..., service.Cart], done: str) -> View:
     return view
 
 
-remove_line = _line_action(service.remove_line, "Removed {name}.")
+remove_line = _line_action(service.remove_line, "Removed {name} from your cart.")
+remove_saved = _line_action(service.remove_line, "Removed {name} from your saved items.")
 save_for_later = _line_action(service.save_for_later, "Saved {name} for later.")
 move_to_cart = _line_action(service.move_to_cart, "Moved {name} back to your cart.")
 
@@ -284,10 +347,10 @@ def checkout(request: HttpRequest) -> HttpResponse:
     seen = form.cleaned_data["version"]
     cart = service.checkout(cart.id, as_user=who, expected_version=seen)
     # Saved-for-later items went to the shopper's next cart: the session follows them
-    # (without any, the next add starts a new cart).
+    # (without any, the next add starts a new cart). No thank-you message: the order page
+    # itself says it.
     following = service.next_cart(cart.id, as_user=who)
     session.bind(request, following)
-    messages.success(request, "Thank you! Your order is confirmed.")
     if following is not None:
         count = len(following.saved)
         items = f"{count} saved item{'s' if count != 1 else ''}"

@@ -11,6 +11,10 @@ admin.site.site_header = "cartimage admin"
 admin.site.site_title = "cartimage admin"
 admin.site.index_title = "Carts, kept as a memory image"
 
+# The shop's own error pages (self-contained: they work with DEBUG off, under any server).
+handler404 = "carts.views.page_not_found"
+handler500 = "carts.views.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("cartsvc.api.urls")),

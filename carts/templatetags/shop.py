@@ -24,3 +24,9 @@ def hue(sku: str) -> int:
 def initials(name: str) -> str:
     """ "Classic Mug" -> "CM" """
     return "".join(word[0] for word in str(name).split()[:2]).upper() or "?"
+
+
+@register.filter
+def lookup(mapping: dict, key: object) -> object:
+    """`notes|lookup:line.id`: the mapping's value for key, or None."""
+    return mapping.get(key) if hasattr(mapping, "get") else None

@@ -97,7 +97,7 @@ def test_the_whole_shopping_flow(live_server, shop, context, artifacts):
 
     # Remove a line.
     line(page, "NOTE-02").get_by_role("button", name="Remove").click()
-    expect_message(page, "Removed Linen Notebook.")
+    expect_message(page, "Removed Linen Notebook from your cart.")
     expect(line(page, "NOTE-02")).to_have_count(0)
 
     # Save for later, then move back.
@@ -173,7 +173,7 @@ def test_two_tabs_a_line_removed_in_one_and_updated_in_the_other(live_server, sh
     second.goto(live_server.url + "/cart/")
 
     line(first, "MUG-01").get_by_role("button", name="Remove").click()
-    expect_message(first, "Removed Classic Stoneware Mug.")
+    expect_message(first, "Removed Classic Stoneware Mug from your cart.")
 
     mug = line(second, "MUG-01")
     mug.locator('input[name="quantity"]').fill("4")
