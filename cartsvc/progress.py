@@ -1,9 +1,14 @@
-"""A one-line progress bar for commands, drawn only on a terminal."""
+"""Output helpers for commands: a one-line progress bar drawn only on a terminal, counted nouns."""
 
 from __future__ import annotations
 
 import time
 from typing import TextIO
+
+
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """`1 cart`, `2 carts`, `1 mismatch`, `0 mismatches` (pass `plural` when not +s)."""
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
 
 
 class Progress:
@@ -22,7 +27,7 @@ class Progress:
         if self.enabled and (now - self._drawn_at > 0.1 or self.done >= self.total):
             self._drawn_at = now
             width = 30
-            filled = int(width * self.done / self.total)
+            filled = min(width, int(width * self.done / self.total))
             rate = self.done / max(now - self.started, 1e-9)
             self.stream.write(
                 f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
@@ -30,7 +35,14 @@ class Progress:
             )
             self.stream.flush()
 
+    def clear(self) -> None:
+        """Erase the bar so a line can be printed; the next `advance` draws it again."""
+        if self.enabled and self._drawn_at:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+            self._drawn_at = 0.0
+
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and self._drawn_at:
             self.stream.write("\n")
             self.stream.flush()

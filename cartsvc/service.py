@@ -781,40 +781,103 @@ def rebuild_rows(cart_id: Any) -> Cart:
     return rebuilt
 
 
-def verify_carts(cart_ids: list[Any] | None = None, batch: int = 500) -> Iterator[Mismatch]:
-    """Every disagreement between rows, events, snapshots and memory (all carts if None)."""
+def verify_carts(
+    cart_ids: list[Any] | None = None,
+    batch: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Mismatch]:
+    """Every disagreement between rows, events, snapshots and memory (all carts if None);
+    `progress(1)` is called after each cart is checked."""
+
+    def checked() -> None:
+        if progress is not None:
+            progress(1)
+
     if cart_ids is not None:
         for cart_id in cart_ids:
             try:
                 key = cart_key(cart_id)
             except d.NotFound:
                 yield Mismatch(str(cart_id), "id", "not a cart id")
+                checked()
                 continue
             if store.load_from_rows(key) is None and not store.replay_all(key)[1]:
                 yield Mismatch(key, "id", "no such cart")
+                checked()
                 continue
             yield from verify.verify_cart(key)
+            checked()
         return
     after = None
     while ids := store.all_cart_ids(after, batch):
         for key in ids:
             yield from verify.verify_cart(key)
+            checked()
         after = ids[-1]
 
 
 @dataclass
+class Repair:
+    """What `repair_cart` found, did and left: `found` and `remaining` are the cart's
+    mismatches before and after, `done` says what was changed, in order."""
+
+    cart_id: str
+    found: list[Mismatch]
+    done: list[str]
+    remaining: list[Mismatch]
+
+    @property
+    def repaired(self) -> bool:
+        """Whether the cart is consistent now."""
+        return not self.remaining
+
+
+def repair_cart(cart_id: Any) -> Repair:
+    """Repair one cart from its event log (the truth): verify it; evict a memory entry that
+    disagrees with the log (the next read loads it again); rewrite rows that disagree from
+    the log, under the cart's lock; then verify again. The log and its snapshots are never
+    changed, so a gap in its versions or a snapshot that disagrees stays in `remaining`, as
+    does memory that could not be checked or evicted (a writer holds the cart). Raises
+    NotFound for an unknown cart."""
+    key = cart_key(cart_id)
+    if store.load_from_rows(key) is None and not store.replay_all(key)[1]:
+        raise d.NotFound("cart not found")
+    found = verify.verify_cart(key)
+    done: list[str] = []
+    # verify compares memory with snapshot + replay: an entry equal to the full fold is
+    # right, and the bad snapshot is what disagrees; evicting it would reload the snapshot's
+    # error. Evicted before the rows are rebuilt: a reader refilling the entry from bad rows
+    # meanwhile is dropped again when rebuild_rows releases the lock.
+    if any(m.what == "memory" for m in found):
+        cached = memory_image(key)
+        if (cached is None or cached != store.replay_all(key)[0]) and evict_cart(key):
+            done.append("memory entry evicted")
+    if any(m.what == "rows" for m in found):
+        rebuild_rows(key)
+        done.append("rows rebuilt from the event log")
+    remaining = verify.verify_cart(key) if done else found
+    return Repair(key, found, done, remaining)
+
+
+@dataclass
 class WarmResult:
+    """What `warm_carts` did; in a dry run `warmed` counts the carts it would have warmed
+    (not in memory) and `failed` those the cache could not say about."""
+
     warmed: int = 0
     already: int = 0
     failed: int = 0
     seen: int = 0
     seconds: float = 0.0
+    dry_run: bool = False
 
     def __str__(self) -> str:
         rate = self.seen / self.seconds if self.seconds else 0.0
+        done = f"would warm {self.warmed}" if self.dry_run else f"warmed {self.warmed}"
         return (
-            f"warmed {self.warmed}, already warm {self.already}, failed {self.failed} "
+            f"{done}, already warm {self.already}, failed {self.failed} "
             f"in {self.seconds:.2f} s ({rate:,.0f} carts/s)"
+            + (" (dry run)" if self.dry_run else "")
         )
 
 
@@ -829,10 +892,11 @@ def warm_carts(
     """Load carts active in the window into memory in batches: two queries per batch, one
     cache call to claim and one to fill, never over a newer entry. The cache calls run on a
     helper thread (which never touches the database) while this one queries the next batch,
-    so database and cache work overlap."""
+    so database and cache work overlap. A dry run loads nothing: one cache call per batch
+    counts which carts are in memory already."""
     started = time.monotonic()
     since = timezone.now() - timedelta(seconds=active_within) if active_within else None
-    result = WarmResult()
+    result = WarmResult(dry_run=dry_run)
 
     def next_ids(after: str | None) -> list[str]:
         if limit is not None and result.seen >= limit:
@@ -850,6 +914,12 @@ def warm_carts(
     ids = next_ids(None)
     if dry_run:
         while ids:
+            warm = in_memory(ids)
+            if warm is None:
+                add((0, 0, len(ids)))
+            else:
+                already = len(warm.intersection(ids))
+                add((len(ids) - already, already, 0))
             if progress is not None:
                 progress(len(ids))
             ids = next_ids(ids[-1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import uuid
 from dataclasses import replace
 from datetime import timedelta
 
@@ -14,8 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from cartsvc import image, service
-from cartsvc.events import dump_state
-from cartsvc.models import Cart, CartLine
+from cartsvc.events import dump_state, state_to_dict
+from cartsvc.models import Cart, CartLine, CartSnapshot
+from cartsvc.progress import counted
 from tests.factories import make_cart
 
 pytestmark = [pytest.mark.contract, pytest.mark.django_db]
@@ -24,11 +26,30 @@ SUMMARY = re.compile(
     r"^warmed (\d+), already warm (\d+), failed (\d+) in [\d.]+ s \([\d,]+ carts/s\)$"
 )
 
+DRY_RUN = re.compile(
+    r"^would warm (\d+), already warm (\d+), failed (\d+) in [\d.]+ s \([\d,]+ carts/s\) "
+    r"\(dry run\)$"
+)
+
 
 def run(name: str, *args: str) -> str:
     out = io.StringIO()
     call_command(name, *args, stdout=out)
     return out.getvalue()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def plant_memory(cart, state) -> None:
+    """Put `state` in memory as the cart's entry, behind the service's back."""
+    store = image.image_store()
+    if not hasattr(store, "client"):
+        pytest.skip("plants a Redis entry")
+    store.client.hset(store.key(cart.id), "v", state.version)
+    store.client.set(store.data_key(cart.id), dump_state(state))
 
 
 def summary(output: str) -> tuple[int, int, int]:
@@ -81,8 +102,23 @@ class TestWarm:
     def test_dry_run_changes_nothing(self, products):
         make_cart({"SKU-1": 1})
         image.clear()
-        assert run("warm_carts", "--dry-run").strip() == "dry run: 1 carts would be warmed"
+        assert DRY_RUN.match(run("warm_carts", "--dry-run").strip()).groups() == ("1", "0", "0")
         assert image.in_memory_count() == 0
+
+    def test_dry_run_counts_the_cold_and_the_warm_carts_exactly_and_loads_nothing(self, products):
+        carts = [make_cart({"SKU-1": 1}) for _ in range(7)]
+        image.clear()
+        warm = {c.id for c in carts[:3]}
+        for cart_id in warm:
+            service.get_cart(cart_id)
+        output = run("warm_carts", "--dry-run", "--batch-size", "2")
+        assert DRY_RUN.match(output.strip().splitlines()[-1]).groups() == ("4", "3", "0"), output
+        assert service.in_memory([c.id for c in carts]) == warm
+        result = service.warm_carts(dry_run=True)
+        assert (result.warmed, result.already, result.failed, result.seen) == (4, 3, 0, 7)
+        assert service.in_memory([c.id for c in carts]) == warm
+        # The real run then does what the dry run said.
+        assert summary(run("warm_carts")) == (4, 3, 0)
 
     def test_limit(self, products):
         for _ in range(4):
@@ -132,6 +168,42 @@ class TestVerify:
             call_command("verify_carts", "--ids", cart.id, stdout=out)
         assert "memory: entry does not decode" in out.getvalue()
 
+    def test_the_summary_counts_mismatches_and_carts_in_singular_and_plural(self, products):
+        good = make_cart({"SKU-1": 2})
+        bad = make_cart({"SKU-1": 2})
+        CartLine.objects.filter(cart_id=bad.id).update(quantity=7)
+        out = io.StringIO()
+        with pytest.raises(CommandError) as err:
+            call_command("verify_carts", "--all", stdout=out)
+        assert str(err.value) == "1 mismatch in 1 cart"
+        assert out.getvalue().splitlines()[-1] == "checked 2 carts: 1 mismatch in 1 cart"
+        worse = make_cart({"SKU-1": 1, "SKU-2": 1})
+        CartLine.objects.filter(cart_id=worse.id).update(quantity=5)
+        plant_memory(worse, replace(worse, version=worse.version + 1))
+        out = io.StringIO()
+        with pytest.raises(CommandError) as err:
+            call_command("verify_carts", "--ids", good.id, bad.id, worse.id, stdout=out)
+        assert str(err.value) == "3 mismatches in 2 carts"
+        assert out.getvalue().splitlines()[-1] == "checked 3 carts: 3 mismatches in 2 carts"
+
+    def test_a_progress_bar_on_a_terminal_only(self, products):
+        # The carts are checked in id order: the bad one last, so the bar is drawn before it.
+        carts = sorted((make_cart({"SKU-1": 1}) for _ in range(3)), key=lambda c: c.id)
+        CartLine.objects.filter(cart_id=carts[2].id).update(quantity=4)
+        terminal = Terminal()
+        with pytest.raises(CommandError):
+            call_command("verify_carts", "--all", stdout=terminal)
+        drawn = terminal.getvalue()
+        assert "\rverifying [" in drawn and "3/3" in drawn
+        # The mismatch is printed on a line of its own, not after a half-drawn bar.
+        before = drawn[: drawn.index(f"MISMATCH {carts[2].id}: rows")]
+        assert before.startswith("\rverifying [") and before.endswith("\r\x1b[2K"), repr(before)
+        plain = io.StringIO()
+        with pytest.raises(CommandError):
+            call_command("verify_carts", "--all", stdout=plain)
+        assert "\r" not in plain.getvalue() and "verifying" not in plain.getvalue()
+        assert plain.getvalue().startswith(f"MISMATCH {carts[2].id}: rows")
+
     def test_unknown_ids_are_reported(self):
         out = io.StringIO()
         with pytest.raises(CommandError):
@@ -144,6 +216,74 @@ class TestVerify:
 
 
 class TestRepair:
+    def test_repair_rebuilds_bad_rows_and_evicts_bad_memory_then_all_is_consistent(self, products):
+        good = make_cart({"SKU-1": 2})
+        rows = make_cart({"SKU-1": 2, "SKU-2": 1})
+        memory = make_cart({"SKU-3": 1})
+        both = make_cart({"SKU-1": 1, "SKU-2": 3})
+        CartLine.objects.filter(cart_id=rows.id, sku="SKU-2").update(quantity=9)
+        plant_memory(memory, replace(memory, version=memory.version + 5))
+        CartLine.objects.filter(cart_id=both.id).delete()
+        plant_memory(both, replace(both, lines=both.lines[:1]))  # same version, not the fold
+        out = io.StringIO()
+        call_command("verify_carts", "--all", "--repair", stdout=out)  # exit 0: no CommandError
+        lines = out.getvalue().splitlines()
+        for cart in (rows, memory, both):
+            assert any(line.startswith(f"MISMATCH {cart.id}: ") for line in lines), lines
+        assert f"REPAIRED {rows.id}: rows rebuilt from the event log" in lines
+        assert f"REPAIRED {memory.id}: memory entry evicted" in lines
+        assert f"REPAIRED {both.id}: memory entry evicted, rows rebuilt from the event log" in lines
+        assert good.id not in out.getvalue()
+        assert lines[-1] == (
+            "checked 4 carts: 4 mismatches in 3 carts; repaired 3 carts, 0 carts still mismatch"
+        )
+        assert run("verify_carts", "--all").strip() == "checked 4 carts: all carts consistent"
+        for cart in (good, rows, memory, both):
+            assert service.rows_state(cart.id) == cart
+            assert service.get_cart(cart.id) == cart
+
+    def test_what_the_log_can_not_repair_is_reported_and_exits_1(self, products, settings):
+        settings.CARTIMAGE = {**settings.CARTIMAGE, "SNAPSHOT_EVERY": 2}
+        fixable = make_cart({"SKU-1": 2})
+        CartLine.objects.filter(cart_id=fixable.id).update(quantity=3)
+        cart = make_cart({"SKU-1": 2, "SKU-2": 1, "SKU-3": 1})
+        snapshot = CartSnapshot.objects.filter(cart_id=cart.id).order_by("version").last()
+        wrong = replace(service.cart_at(cart.id, snapshot.version), discount=None, lines=())
+        CartSnapshot.objects.filter(pk=snapshot.pk).update(state=state_to_dict(wrong))
+        out = io.StringIO()
+        with pytest.raises(CommandError) as err:
+            call_command("verify_carts", "--all", "--repair", stdout=out)
+        assert err.value.returncode == 1
+        assert str(err.value) == "1 cart not repaired"
+        lines = out.getvalue().splitlines()
+        assert f"REPAIRED {fixable.id}: rows rebuilt from the event log" in lines
+        # The memory entry is the fold: only the snapshot disagrees, so it stays.
+        assert f"NOT REPAIRED {cart.id}: nothing could be done" in lines
+        assert service.memory_image(cart.id) == cart
+        assert any(line.startswith(f"STILL MISMATCH {cart.id}: snapshot") for line in lines)
+        assert lines[-1] == (
+            "checked 2 carts: 3 mismatches in 2 carts; repaired 1 cart, 1 cart still mismatches"
+        )
+
+    def test_repair_cart_says_what_it_found_and_did(self, products):
+        cart = make_cart({"SKU-1": 2})
+        assert service.repair_cart(cart.id) == service.Repair(cart.id, [], [], [])
+        CartLine.objects.filter(cart_id=cart.id).update(quantity=5)
+        repair = service.repair_cart(cart.id)
+        assert [m.what for m in repair.found] == ["rows"]
+        assert repair.done == ["rows rebuilt from the event log"]
+        assert repair.remaining == [] and repair.repaired
+        with pytest.raises(service.NotFound):
+            service.repair_cart("not-a-cart")
+        with pytest.raises(service.NotFound):
+            service.repair_cart(str(uuid.uuid4()))
+
+    def test_unknown_ids_are_not_repaired(self, products):
+        out = io.StringIO()
+        with pytest.raises(CommandError):
+            call_command("verify_carts", "--ids", "nope", "--repair", stdout=out)
+        assert "NOT REPAIRED nope" in out.getvalue()
+
     def test_rebuild_rows_restores_them_from_the_log(self, products):
         cart = make_cart({"SKU-1": 2, "SKU-2": 1})
         CartLine.objects.filter(cart_id=cart.id, sku="SKU-2").delete()
@@ -160,6 +300,16 @@ class TestRepair:
         assert service.memory_image(cart.id) is None
         assert service.rehydrate_cart(cart.id) == cart
         assert service.memory_image(cart.id) == cart
+
+
+def test_counted_nouns():
+    assert counted(1, "mismatch", "mismatches") == "1 mismatch"
+    assert counted(2, "mismatch", "mismatches") == "2 mismatches"
+    assert counted(0, "cart") == "0 carts"
+    assert counted(1, "cart") == "1 cart"
+    assert f"{counted(2, 'mismatch', 'mismatches')} in {counted(3, 'cart')}" == (
+        "2 mismatches in 3 carts"
+    )
 
 
 def test_warm_payloads_are_exactly_what_the_codec_writes(products):

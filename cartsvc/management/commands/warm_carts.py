@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cartsvc import service
-from cartsvc.progress import Progress
+from cartsvc.progress import Progress, counted
 
 
 def positive(value: str) -> int:
@@ -28,17 +28,28 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="only carts active in the last SECONDS (default: all)",
         )
-        parser.add_argument("--limit", type=positive, default=None, metavar="N")
-        parser.add_argument("--batch-size", type=positive, default=1000, metavar="N")
         parser.add_argument(
-            "--dry-run", action="store_true", help="count what would be warmed; change nothing"
+            "--limit", type=positive, default=None, metavar="N", help="at most N carts"
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=positive,
+            default=1000,
+            metavar="N",
+            help="carts per query and cache call (default: 1000)",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="count the carts that would be warmed and those already warm; load nothing",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         total = service.count_active(options["active_within"])
         if options["limit"] is not None:
             total = min(total, options["limit"])
-        progress = Progress(self.stdout._out, total, "warming")
+        label = "checking" if options["dry_run"] else "warming"
+        progress = Progress(self.stdout._out, total, label)
         result = service.warm_carts(
             active_within=options["active_within"],
             limit=options["limit"],
@@ -47,9 +58,7 @@ class Command(BaseCommand):
             progress=progress.advance,
         )
         progress.close()
-        if options["dry_run"]:
-            self.stdout.write(f"dry run: {result.seen} carts would be warmed")
-            return
         self.stdout.write(str(result))
         if result.failed:
-            raise CommandError(f"{result.failed} carts could not be warmed", returncode=1)
+            could_not = "could not be checked" if options["dry_run"] else "could not be warmed"
+            raise CommandError(f"{counted(result.failed, 'cart')} {could_not}", returncode=1)
