@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
@@ -109,6 +110,8 @@ def format_value(cart: Cart, name: str) -> str:
     if name == "discount":
         if value is None:
             return "none"
+        if not isinstance(value.value, Decimal) or value.kind not in ("percent", "fixed"):
+            return f"{value.code} (damaged: {value.kind or 'no kind'}, {value.value or 'no value'})"
         amount = money(cart.discount_amount, cart.currency)
         rate = f"{value.value.normalize():f}% off" if value.kind == "percent" else "fixed"
         return f"{value.code} ({rate}, \u2212{amount})"
@@ -184,6 +187,46 @@ def compare(
         )
     # The lines first: a header difference (items, totals) usually follows from them.
     return Comparison(left_panel, right_panel, tuple(differences + header_differences))
+
+
+def _named(line: Line, saved: bool) -> str:
+    where = "saved line" if saved else "line"
+    return f"{where} {line.id} ({line.name}, {line.sku})"
+
+
+def in_words(left: Cart | None, right: Cart | None, says: tuple[str, str]) -> list[str]:
+    """Each difference between two states as a sentence an operator can read, e.g. "rows say
+    quantity 7 for line 1 (Mug, SKU-1), the event log says 2"; `says` names each side with
+    its verb ("rows say", "the event log says"). The lines first, then the header fields."""
+    if left is None or right is None:
+        return []
+    mine, theirs = _lines(left), _lines(right)
+    found: list[str] = []
+    for key in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(key), theirs.get(key)
+        if a is not None and b is not None:
+            fields = [f for f in LINE_FIELDS if _value(a, f) != _value(b, f)]
+            if {"quantity", "unit_price"} & set(fields):
+                fields = [f for f in fields if f != "line_total"]  # follows from them
+            found += [
+                f"{says[0]} {f.replace('_', ' ')} {_show(a, f, left.currency)} for "
+                f"{_named(a, key[0])}, {says[1]} {_show(b, f, right.currency)}"
+                for f in fields
+            ]
+        elif a is not None:
+            found.append(f"{says[0]} {_named(a, key[0])}, {says[1]} there is no such line")
+        elif b is not None:
+            found.append(f"{says[0]} there is no {_named(b, key[0])}, {says[1]} there is")
+    lines_differ = bool(found)
+    for name, label in HEADER:
+        if name in ("item_count", "subtotal", "total") and lines_differ:
+            continue  # these follow from the lines already named
+        if getattr(left, name) != getattr(right, name):
+            found.append(
+                f"{says[0]} {label.lower()} {format_value(left, name)}, "
+                f"{says[1]} {format_value(right, name)}"
+            )
+    return found
 
 
 def panel(cart: Cart) -> Panel:

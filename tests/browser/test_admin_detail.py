@@ -90,7 +90,7 @@ def test_inspect_a_cart_and_repair_its_rows(live_server, shop_cart, context, art
     # Verify names the damage; rebuilding the rows from the log repairs it.
     page.get_by_role("button", name="Verify").click()
     messages = page.locator(".messagelist")
-    expect(messages).to_contain_text(f"Cart {shop_cart}: rows: differs in lines")
+    expect(messages).to_contain_text(f"Cart {shop_cart}: rows say quantity 5 for line 2")
     page.get_by_role("button", name="Rebuild rows from the event log").click()
     expect(page.locator(".messagelist")).to_contain_text("Rebuilt the rows")
     page.get_by_role("button", name="Rehydrate now").click()
