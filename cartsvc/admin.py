@@ -28,12 +28,14 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.core.paginator import Page, Paginator
+from django.db import connection
 from django.db.models import (
     Count,
     DecimalField,
     Exists,
     F,
     IntegerField,
+    Max,
     OuterRef,
     Q,
     QuerySet,
@@ -59,7 +61,7 @@ from django.utils.timesince import timesince
 
 from cartsvc import domain as d
 from cartsvc import service
-from cartsvc.compare import compare, panel
+from cartsvc.compare import against_log, panel
 from cartsvc.models import Cart, CartEvent, CartLine
 from cartsvc.templatetags.cartimage import money, status_label
 
@@ -147,6 +149,26 @@ def history_page(cart_id: Any, page: Any) -> Page:
             event["data"], ensure_ascii=False, sort_keys=True, separators=(", ", ": ")
         )
     return found
+
+
+def log_state(cart_id: str) -> d.Cart | None:
+    """The cart as its event log says (its latest snapshot plus the events after it); None
+    when the log has no events."""
+    latest = CartEvent.objects.filter(cart_id=cart_id).aggregate(v=Max("version"))["v"]
+    if latest is None:
+        return None
+    try:
+        return service.cart_at(cart_id, latest)
+    except d.NotFound:
+        return None
+
+
+VENDORS = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MySQL", "oracle": "Oracle"}
+
+
+def database_name() -> str:
+    """The database in use, by name (the rows panel says where its rows come from)."""
+    return VENDORS.get(connection.vendor, connection.display_name)
 
 
 def memory_of(cart_id: str) -> d.Cart | None:
@@ -613,7 +635,8 @@ class CartAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        """Read-only detail: header, rows beside the live memory image (differences marked),
+        """Read-only detail: header, the rows, the event log's state and the live memory image
+        side by side (the rows' and memory's differences from the log marked),
         the event history (paginated, with payloads), and the state at any version."""
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD"])
@@ -627,6 +650,7 @@ class CartAdmin(admin.ModelAdmin):
         rows = rows_state(cart_id)
         if rows is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        log = log_state(cart_id)  # after the rows: a race shows the log ahead, not behind
         at = state_at(request.GET.get("at"), rows.version, cart_id)
         history = history_page(cart_id, request.GET.get("page"))
         context = {
@@ -640,7 +664,15 @@ class CartAdmin(admin.ModelAdmin):
             "last_activity": ago(cart.last_activity_at),
             "rows": rows,
             "memory": memory,
-            "comparison": compare(rows, memory),
+            "log": log,
+            "log_panel": panel(log) if log is not None else None,
+            "rows_vs_log": against_log(rows, log, ("rows say", "the event log says")),
+            "memory_vs_log": (
+                against_log(memory, log, ("memory says", "the event log says"))
+                if memory is not None
+                else None
+            ),
+            "rows_source": f"{database_name()}: header and line rows",
             "history": history,
             "at": at,
             "at_panel": panel(at.state) if at.state is not None else None,

@@ -1,4 +1,4 @@
-"""Two cart states side by side (the admin's rows versus memory), line by line, field by field."""
+"""Cart states side by side (the admin's rows and memory against the event log), field by field."""
 
 from __future__ import annotations
 
@@ -232,3 +232,27 @@ def in_words(left: Cart | None, right: Cart | None, says: tuple[str, str]) -> li
 def panel(cart: Cart) -> Panel:
     """One state on its own (the state at a past version)."""
     return compare(cart, None).left
+
+
+@dataclass(frozen=True)
+class AgainstLog:
+    """One side (rows, or memory) held against the event log: its panel with every
+    difference from the log marked, and those differences in words."""
+
+    panel: Panel
+    differences: tuple[str, ...]
+
+    @property
+    def same(self) -> bool:
+        return not self.differences
+
+
+def against_log(state: Cart, log: Cart | None, says: tuple[str, str]) -> AgainstLog:
+    """`state` beside the log's fold (the truth); `says` as for `in_words`."""
+    if log is None:
+        return AgainstLog(panel(state), (f"{says[1]} nothing: the log has no events",))
+    marked = compare(state, log).left
+    words = in_words(state, log, says)
+    if state != log and not words:
+        words = ["they differ in a field not shown here"]
+    return AgainstLog(marked, tuple(words))
