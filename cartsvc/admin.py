@@ -62,7 +62,7 @@ from django.utils.timesince import timesince
 from cartsvc import domain as d
 from cartsvc import service
 from cartsvc.compare import against_log, panel
-from cartsvc.models import Cart, CartEvent, CartLine
+from cartsvc.models import Cart, CartEvent, CartLine, IdempotencyKey
 from cartsvc.templatetags.cartimage import money, status_label
 
 
@@ -135,8 +135,20 @@ def rows_state(cart_id: Any) -> d.Cart | None:
     return service.rows_state(cart_id)
 
 
+def shown_payload(data: Any) -> str:
+    """An event's payload as JSON for people: options as a map, as the cart shows them
+    (the log stores them as [name, value] pairs, in their canonical order)."""
+    if isinstance(data, dict) and isinstance(data.get("options"), list):
+        pairs = data["options"]
+        if all(isinstance(pair, list) and len(pair) == 2 for pair in pairs):
+            data = {**data, "options": {str(name): value for name, value in pairs}}
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+
+
 def history_page(cart_id: Any, page: Any) -> Page:
-    """One page of the event log, newest first (the same fields as `service.history`)."""
+    """One page of the event log, newest first (the same fields as `service.history`), each
+    event with the Idempotency-Key of the request answered at its version, if one was sent
+    (the keys live in their own table: the events only carry a `command_id=` of the door)."""
     events = (
         CartEvent.objects.filter(cart_id=cart_id)
         .order_by("-version")
@@ -144,10 +156,14 @@ def history_page(cart_id: Any, page: Any) -> Page:
     )
     found = Paginator(events, HISTORY_PER_PAGE).get_page(page)
     found.object_list = list(found.object_list)
+    keys = dict(
+        IdempotencyKey.objects.filter(
+            cart_id=cart_id, version__in=[event["version"] for event in found.object_list]
+        ).values_list("version", "key")
+    )
     for event in found.object_list:
-        event["payload"] = json.dumps(
-            event["data"], ensure_ascii=False, sort_keys=True, separators=(", ", ": ")
-        )
+        event["payload"] = shown_payload(event["data"])
+        event["idempotency_key"] = keys.get(event["version"])
     return found
 
 

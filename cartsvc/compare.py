@@ -116,7 +116,8 @@ def format_value(cart: Cart, name: str) -> str:
         rate = f"{value.value.normalize():f}% off" if value.kind == "percent" else "fixed"
         return f"{value.code} ({rate}, \u2212{amount})"
     if isinstance(value, datetime):
-        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        local = timezone.localtime(value)
+        return f"{local.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]} {local.tzname()}"
     return "—" if value is None else str(value)
 
 

@@ -99,15 +99,17 @@ def test_verify_reports_a_tampered_row_and_rebuild_repairs_it(csrf_client, cart)
         f"Verified cart {cart.id}: rows, event log, snapshots and memory agree."
     ]
     operate(csrf_client, cart.id, "rehydrate")
-    assert "matches the rows (version 4)" in page_text(csrf_client.get(detail_url(cart.id)))
+    after = page_text(csrf_client.get(detail_url(cart.id)))
+    assert "The rows match the event log (version 4)" in after
+    assert "The memory image matches the event log (version 4)" in after
 
 
 def test_the_page_shows_the_damage_until_rebuilt(staff_client, csrf_client, cart):
     CartLine.objects.filter(cart_id=cart.id, line_id=1).update(quantity=7)
-    assert "differs from the rows" in page_text(staff_client.get(detail_url(cart.id)))
+    assert "The rows differ from the event log" in page_text(staff_client.get(detail_url(cart.id)))
     operate(csrf_client, cart.id, "rebuild")
     operate(csrf_client, cart.id, "rehydrate")
-    assert "matches the rows" in page_text(staff_client.get(detail_url(cart.id)))
+    assert "The rows match the event log" in page_text(staff_client.get(detail_url(cart.id)))
 
 
 def test_each_operation_calls_the_service_only(staff_client, cart):
