@@ -559,8 +559,14 @@ class CartAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        # The app sidebar would take 275 px of a laptop's width from the table.
-        context = {"is_nav_sidebar_enabled": False, **(extra_context or {})}
+        context = {
+            # The app sidebar would take 275 px of a laptop's width from the table.
+            "is_nav_sidebar_enabled": False,
+            # "Select all N" is offered up to what an action takes (actions.html).
+            "action_limit": ACTION_LIMIT,
+            "action_limit_text": f"{ACTION_LIMIT:,}",
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, context)
 
     def get_search_results(

@@ -208,3 +208,38 @@ def test_an_action_on_too_many_carts_is_refused(staff_client, catalog, monkeypat
         "Select at most 2 carts for one action (the management commands handle any number)."
     ]
     assert service.in_memory(carts) == set(carts)
+
+
+def test_select_all_is_offered_only_up_to_what_an_action_takes(staff_client, catalog, monkeypatch):
+    """Django offers "Select all N carts" below a page of results; an action refused that
+    past ACTION_LIMIT. Now the link is there only when the action will take N carts."""
+    monkeypatch.setattr(cart_admin, "ACTION_LIMIT", 3)
+    monkeypatch.setattr(cart_admin.CartAdmin, "list_per_page", 2)
+    carts = [make_cart({"SKU-1": 1}).id for _ in range(3)]
+
+    body = staff_client.get(CHANGELIST).content.decode()
+    assert "Select all 3 carts" in body and 'data-testid="action-limit"' not in body
+    response = staff_client.post(
+        CHANGELIST,
+        {"action": "evict_selected", "_selected_action": carts[:1], "select_across": "1"},
+        follow=True,
+    )
+    assert messages_of(response) == ["Evicted 3 carts from memory."]
+
+    carts.append(make_cart({"SKU-1": 1}).id)
+    body = staff_client.get(CHANGELIST).content.decode()
+    assert "Select all 4 carts" not in body and 'data-testid="action-limit"' in body
+    note = page_text(staff_client.get(CHANGELIST))
+    assert (
+        "An action takes at most 3 carts, so all 4 can not be selected: narrow the list with "
+        "the filters or the search" in note
+    )
+    # A select-across sent anyway (an old page) is still refused, changing nothing.
+    service.rehydrate_cart(carts[0])
+    response = staff_client.post(
+        CHANGELIST,
+        {"action": "evict_selected", "_selected_action": carts[:1], "select_across": "1"},
+        follow=True,
+    )
+    assert messages_of(response)[0].startswith("Select at most 3 carts for one action")
+    assert service.in_memory(carts) >= {carts[0], carts[3]}

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, expect
 
+from cartsvc import admin as cart_admin
 from cartsvc import service
 from tests.factories import make_cart, make_products
 
@@ -68,8 +69,14 @@ def in_view(page: Page, selector: str) -> bool:
     return box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"] and box["y"] >= 0
 
 
-def test_the_key_columns_are_in_view_at_1280(live_server, carts, laptop, artifacts):
+def test_the_key_columns_are_in_view_at_1280(live_server, carts, laptop, artifacts, monkeypatch):
+    monkeypatch.setattr(cart_admin, "ACTION_LIMIT", 3)
+    monkeypatch.setattr(cart_admin.CartAdmin, "list_per_page", 3)
     open_list(laptop, live_server.url)
+    # Every cart of the page ticked: past the action limit, no "Select all 4" but a note.
+    laptop.locator("#action-toggle").check()
+    expect(laptop.get_by_test_id("action-limit")).to_be_visible()
+    expect(laptop.get_by_text("Select all 4 carts")).to_have_count(0)
     laptop.screenshot(path=str(artifacts / "admin-cart-list-1280.png"), full_page=True)
     for column in KEY_COLUMNS:
         assert in_view(laptop, f"#result_list thead th.column-{column}"), column
