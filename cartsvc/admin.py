@@ -28,12 +28,14 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.core.paginator import Page, Paginator
+from django.db import connection
 from django.db.models import (
     Count,
     DecimalField,
     Exists,
     F,
     IntegerField,
+    Max,
     OuterRef,
     Q,
     QuerySet,
@@ -59,8 +61,8 @@ from django.utils.timesince import timesince
 
 from cartsvc import domain as d
 from cartsvc import service
-from cartsvc.compare import compare, panel
-from cartsvc.models import Cart, CartEvent, CartLine
+from cartsvc.compare import against_log, panel
+from cartsvc.models import Cart, CartEvent, CartLine, IdempotencyKey
 from cartsvc.templatetags.cartimage import money, status_label
 
 
@@ -83,6 +85,8 @@ ACTION_LIMIT = 1000
 # Mismatches shown one by one after "verify"; the rest are counted.
 MAX_MISMATCH_MESSAGES = 25
 HISTORY_PER_PAGE = 20
+# The digits of a cart id the list shows (the search finds a cart by 4 or more).
+SHORT_ID = 8
 
 _MONEY = DecimalField(max_digits=14, decimal_places=2)
 
@@ -133,8 +137,20 @@ def rows_state(cart_id: Any) -> d.Cart | None:
     return service.rows_state(cart_id)
 
 
+def shown_payload(data: Any) -> str:
+    """An event's payload as JSON for people: options as a map, as the cart shows them
+    (the log stores them as [name, value] pairs, in their canonical order)."""
+    if isinstance(data, dict) and isinstance(data.get("options"), list):
+        pairs = data["options"]
+        if all(isinstance(pair, list) and len(pair) == 2 for pair in pairs):
+            data = {**data, "options": {str(name): value for name, value in pairs}}
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+
+
 def history_page(cart_id: Any, page: Any) -> Page:
-    """One page of the event log, newest first (the same fields as `service.history`)."""
+    """One page of the event log, newest first (the same fields as `service.history`), each
+    event with the Idempotency-Key of the request answered at its version, if one was sent
+    (the keys live in their own table: the events only carry a `command_id=` of the door)."""
     events = (
         CartEvent.objects.filter(cart_id=cart_id)
         .order_by("-version")
@@ -142,11 +158,35 @@ def history_page(cart_id: Any, page: Any) -> Page:
     )
     found = Paginator(events, HISTORY_PER_PAGE).get_page(page)
     found.object_list = list(found.object_list)
+    keys = dict(
+        IdempotencyKey.objects.filter(
+            cart_id=cart_id, version__in=[event["version"] for event in found.object_list]
+        ).values_list("version", "key")
+    )
     for event in found.object_list:
-        event["payload"] = json.dumps(
-            event["data"], ensure_ascii=False, sort_keys=True, separators=(", ", ": ")
-        )
+        event["payload"] = shown_payload(event["data"])
+        event["idempotency_key"] = keys.get(event["version"])
     return found
+
+
+def log_state(cart_id: str) -> d.Cart | None:
+    """The cart as its event log says (its latest snapshot plus the events after it); None
+    when the log has no events."""
+    latest = CartEvent.objects.filter(cart_id=cart_id).aggregate(v=Max("version"))["v"]
+    if latest is None:
+        return None
+    try:
+        return service.cart_at(cart_id, latest)
+    except d.NotFound:
+        return None
+
+
+VENDORS = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MySQL", "oracle": "Oracle"}
+
+
+def database_name() -> str:
+    """The database in use, by name (the rows panel says where its rows come from)."""
+    return VENDORS.get(connection.vendor, connection.display_name)
 
 
 def memory_of(cart_id: str) -> d.Cart | None:
@@ -516,6 +556,19 @@ class CartAdmin(admin.ModelAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return CartChangeList
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {
+            # The app sidebar would take 275 px of a laptop's width from the table.
+            "is_nav_sidebar_enabled": False,
+            # "Select all N" is offered up to what an action takes (actions.html).
+            "action_limit": ACTION_LIMIT,
+            "action_limit_text": f"{ACTION_LIMIT:,}",
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
+
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
     ) -> tuple[QuerySet, bool]:
@@ -539,14 +592,18 @@ class CartAdmin(admin.ModelAdmin):
 
     @admin.display(description="id", ordering="id")
     def cart_id(self, cart: Cart) -> str:
-        return format_html('<span class="cart-id">{}</span>', cart.pk)
+        """The id's first 8 digits (the search takes them; the full id is in the title and on
+        the detail page): a 36-character id would take a third of a laptop's table."""
+        full = str(cart.pk)
+        return format_html('<span class="cart-id" title="{}">{}</span>', full, full[:SHORT_ID])
 
     @admin.display(description="owner", ordering=OWNER)
     def owner_display(self, cart: Cart) -> str:
         if cart.owner is None:
             return mark_safe('<span class="quiet">anonymous</span>')
         email = getattr(cart.owner, cart.owner.get_email_field_name(), "")
-        return email or cart.owner.get_username()
+        shown = email or cart.owner.get_username()
+        return format_html('<span class="owner" title="{}">{}</span>', shown, shown)
 
     @admin.display(description="status", ordering="status")
     def status_display(self, cart: Cart) -> str:
@@ -613,7 +670,8 @@ class CartAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        """Read-only detail: header, rows beside the live memory image (differences marked),
+        """Read-only detail: header, the rows, the event log's state and the live memory image
+        side by side (the rows' and memory's differences from the log marked),
         the event history (paginated, with payloads), and the state at any version."""
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD"])
@@ -627,6 +685,7 @@ class CartAdmin(admin.ModelAdmin):
         rows = rows_state(cart_id)
         if rows is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        log = log_state(cart_id)  # after the rows: a race shows the log ahead, not behind
         at = state_at(request.GET.get("at"), rows.version, cart_id)
         history = history_page(cart_id, request.GET.get("page"))
         context = {
@@ -640,7 +699,15 @@ class CartAdmin(admin.ModelAdmin):
             "last_activity": ago(cart.last_activity_at),
             "rows": rows,
             "memory": memory,
-            "comparison": compare(rows, memory),
+            "log": log,
+            "log_panel": panel(log) if log is not None else None,
+            "rows_vs_log": against_log(rows, log, ("rows say", "the event log says")),
+            "memory_vs_log": (
+                against_log(memory, log, ("memory says", "the event log says"))
+                if memory is not None
+                else None
+            ),
+            "rows_source": f"{database_name()}: header and line rows",
             "history": history,
             "at": at,
             "at_panel": panel(at.state) if at.state is not None else None,

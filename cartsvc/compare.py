@@ -1,9 +1,10 @@
-"""Two cart states side by side (the admin's rows versus memory), line by line, field by field."""
+"""Cart states side by side (the admin's rows and memory against the event log), field by field."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
@@ -109,11 +110,14 @@ def format_value(cart: Cart, name: str) -> str:
     if name == "discount":
         if value is None:
             return "none"
+        if not isinstance(value.value, Decimal) or value.kind not in ("percent", "fixed"):
+            return f"{value.code} (damaged: {value.kind or 'no kind'}, {value.value or 'no value'})"
         amount = money(cart.discount_amount, cart.currency)
         rate = f"{value.value.normalize():f}% off" if value.kind == "percent" else "fixed"
         return f"{value.code} ({rate}, \u2212{amount})"
     if isinstance(value, datetime):
-        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        local = timezone.localtime(value)
+        return f"{local.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]} {local.tzname()}"
     return "—" if value is None else str(value)
 
 
@@ -186,6 +190,70 @@ def compare(
     return Comparison(left_panel, right_panel, tuple(differences + header_differences))
 
 
+def _named(line: Line, saved: bool) -> str:
+    where = "saved line" if saved else "line"
+    return f"{where} {line.id} ({line.name}, {line.sku})"
+
+
+def in_words(left: Cart | None, right: Cart | None, says: tuple[str, str]) -> list[str]:
+    """Each difference between two states as a sentence an operator can read, e.g. "rows say
+    quantity 7 for line 1 (Mug, SKU-1), the event log says 2"; `says` names each side with
+    its verb ("rows say", "the event log says"). The lines first, then the header fields."""
+    if left is None or right is None:
+        return []
+    mine, theirs = _lines(left), _lines(right)
+    found: list[str] = []
+    for key in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(key), theirs.get(key)
+        if a is not None and b is not None:
+            fields = [f for f in LINE_FIELDS if _value(a, f) != _value(b, f)]
+            if {"quantity", "unit_price"} & set(fields):
+                fields = [f for f in fields if f != "line_total"]  # follows from them
+            found += [
+                f"{says[0]} {f.replace('_', ' ')} {_show(a, f, left.currency)} for "
+                f"{_named(a, key[0])}, {says[1]} {_show(b, f, right.currency)}"
+                for f in fields
+            ]
+        elif a is not None:
+            found.append(f"{says[0]} {_named(a, key[0])}, {says[1]} there is no such line")
+        elif b is not None:
+            found.append(f"{says[0]} there is no {_named(b, key[0])}, {says[1]} there is")
+    lines_differ = bool(found)
+    for name, label in HEADER:
+        if name in ("item_count", "subtotal", "total") and lines_differ:
+            continue  # these follow from the lines already named
+        if getattr(left, name) != getattr(right, name):
+            found.append(
+                f"{says[0]} {label.lower()} {format_value(left, name)}, "
+                f"{says[1]} {format_value(right, name)}"
+            )
+    return found
+
+
 def panel(cart: Cart) -> Panel:
     """One state on its own (the state at a past version)."""
     return compare(cart, None).left
+
+
+@dataclass(frozen=True)
+class AgainstLog:
+    """One side (rows, or memory) held against the event log: its panel with every
+    difference from the log marked, and those differences in words."""
+
+    panel: Panel
+    differences: tuple[str, ...]
+
+    @property
+    def same(self) -> bool:
+        return not self.differences
+
+
+def against_log(state: Cart, log: Cart | None, says: tuple[str, str]) -> AgainstLog:
+    """`state` beside the log's fold (the truth); `says` as for `in_words`."""
+    if log is None:
+        return AgainstLog(panel(state), (f"{says[1]} nothing: the log has no events",))
+    marked = compare(state, log).left
+    words = in_words(state, log, says)
+    if state != log and not words:
+        words = ["they differ in a field not shown here"]
+    return AgainstLog(marked, tuple(words))

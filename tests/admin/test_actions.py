@@ -83,8 +83,10 @@ def test_verify_reports_a_tampered_row_and_rebuild_repairs_it(csrf_client, cart)
     verified = operate(csrf_client, cart.id, "verify")
     found = messages_of(verified)
     assert found[0] == "Verify found 1 mismatch in 1 cart:"
-    assert found[1].startswith(f"Cart {cart.id}: rows: differs in lines")
-    assert "quantity=7" in found[1]
+    assert found[1] == (
+        f"Cart {cart.id}: rows say quantity 7 for line 1 (Product SKU-1, SKU-1), the event log "
+        "says 2: rebuild the rows from the log (the admin's “Rebuild rows from the event log”)"
+    )
 
     rebuilt = operate(csrf_client, cart.id, "rebuild")
     assert messages_of(rebuilt) == [
@@ -97,15 +99,17 @@ def test_verify_reports_a_tampered_row_and_rebuild_repairs_it(csrf_client, cart)
         f"Verified cart {cart.id}: rows, event log, snapshots and memory agree."
     ]
     operate(csrf_client, cart.id, "rehydrate")
-    assert "matches the rows (version 4)" in page_text(csrf_client.get(detail_url(cart.id)))
+    after = page_text(csrf_client.get(detail_url(cart.id)))
+    assert "The rows match the event log (version 4)" in after
+    assert "The memory image matches the event log (version 4)" in after
 
 
 def test_the_page_shows_the_damage_until_rebuilt(staff_client, csrf_client, cart):
     CartLine.objects.filter(cart_id=cart.id, line_id=1).update(quantity=7)
-    assert "differs from the rows" in page_text(staff_client.get(detail_url(cart.id)))
+    assert "The rows differ from the event log" in page_text(staff_client.get(detail_url(cart.id)))
     operate(csrf_client, cart.id, "rebuild")
     operate(csrf_client, cart.id, "rehydrate")
-    assert "matches the rows" in page_text(staff_client.get(detail_url(cart.id)))
+    assert "The rows match the event log" in page_text(staff_client.get(detail_url(cart.id)))
 
 
 def test_each_operation_calls_the_service_only(staff_client, cart):
@@ -204,3 +208,38 @@ def test_an_action_on_too_many_carts_is_refused(staff_client, catalog, monkeypat
         "Select at most 2 carts for one action (the management commands handle any number)."
     ]
     assert service.in_memory(carts) == set(carts)
+
+
+def test_select_all_is_offered_only_up_to_what_an_action_takes(staff_client, catalog, monkeypatch):
+    """Django offers "Select all N carts" below a page of results; an action refused that
+    past ACTION_LIMIT. Now the link is there only when the action will take N carts."""
+    monkeypatch.setattr(cart_admin, "ACTION_LIMIT", 3)
+    monkeypatch.setattr(cart_admin.CartAdmin, "list_per_page", 2)
+    carts = [make_cart({"SKU-1": 1}).id for _ in range(3)]
+
+    body = staff_client.get(CHANGELIST).content.decode()
+    assert "Select all 3 carts" in body and 'data-testid="action-limit"' not in body
+    response = staff_client.post(
+        CHANGELIST,
+        {"action": "evict_selected", "_selected_action": carts[:1], "select_across": "1"},
+        follow=True,
+    )
+    assert messages_of(response) == ["Evicted 3 carts from memory."]
+
+    carts.append(make_cart({"SKU-1": 1}).id)
+    body = staff_client.get(CHANGELIST).content.decode()
+    assert "Select all 4 carts" not in body and 'data-testid="action-limit"' in body
+    note = page_text(staff_client.get(CHANGELIST))
+    assert (
+        "An action takes at most 3 carts, so all 4 can not be selected: narrow the list with "
+        "the filters or the search" in note
+    )
+    # A select-across sent anyway (an old page) is still refused, changing nothing.
+    service.rehydrate_cart(carts[0])
+    response = staff_client.post(
+        CHANGELIST,
+        {"action": "evict_selected", "_selected_action": carts[:1], "select_across": "1"},
+        follow=True,
+    )
+    assert messages_of(response)[0].startswith("Select at most 3 carts for one action")
+    assert service.in_memory(carts) >= {carts[0], carts[3]}

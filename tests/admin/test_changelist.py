@@ -22,6 +22,12 @@ from tests.redis_spy import count_round_trips
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("needs_redis")]
 
 
+def test_the_list_drops_the_app_sidebar_for_the_tables_width(staff_client, cart):
+    response = staff_client.get(CHANGELIST)
+    assert response.context["is_nav_sidebar_enabled"] is False
+    assert 'id="nav-sidebar"' not in response.content.decode()
+
+
 def test_the_list_shows_every_column(staff_client, cart, shopper, catalog):
     anonymous = make_cart({"SKU-3": 4})
     service.evict_cart(anonymous.id)
@@ -45,7 +51,10 @@ def test_the_list_shows_every_column(staff_client, cart, shopper, catalog):
     for label in ("Id", "Owner", "Status", "Lines", "Total", "Version", "Last activity"):
         assert label in headers, label
     text = page_text(response)
-    assert cart.id in text and anonymous.id in text
+    # Short ids (the search takes them); the full id in the title and on the detail page.
+    for shown in (cart, anonymous):
+        assert shown.id[:8] in text and shown.id not in text
+        assert f'<span class="cart-id" title="{shown.id}">{shown.id[:8]}</span>' in body
     assert "carol@customers.example" in text and "anonymous" in text
     # The total is the service's: subtotal 12.50 - 10% = 11.25; the anonymous cart 4 x 7.50.
     assert service.get_cart(cart.id).total == Decimal("11.25")

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from cartsvc import image, service
+from cartsvc.events import dump_state
 from cartsvc.models import Cart, CartLine
 from tests.admin.conftest import detail_url, page_text, section
 from tests.factories import make_cart
@@ -35,11 +36,13 @@ def test_the_header_the_rows_and_the_matching_memory_image(staff_client, cart):
     header = page_text_of(response, "header")
     assert "carol@customers.example" in header and "Version 4" in header and "EUR" in header
     assert f"Cart {cart.id}" in text and "in memory · v4" in text
-    assert "The memory image matches the rows (version 4)." in text
+    assert "The rows match the event log (version 4)." in text
+    assert "The memory image matches the event log (version 4)." in text
 
     rows = section(response, "rows-lines")
     memory = section(response, "memory-lines")
-    for html in (rows, memory):
+    log = section(response, "log-lines")
+    for html in (rows, log, memory):
         assert 'data-sku="SKU-1"' in html and 'data-sku="SKU-2"' in html
         assert "diff" not in html
     assert "€7.00" in page_text_of(response, "rows-lines")  # SKU-1: 2 x 3.50
@@ -69,18 +72,20 @@ def test_a_row_changed_behind_the_services_back_is_highlighted(staff_client, car
     CartLine.objects.filter(cart_id=cart.id, line_id=1).update(quantity=7)
 
     response = staff_client.get(detail_url(cart.id))
-    summary = page_text_of(response, "compare-summary")
-    assert "differs from the rows" in summary
-    assert "line 1 (SKU-1) quantity: rows 7, memory 2" in summary
-    assert "line 1 (SKU-1) line total: rows €24.50, memory €7.00" in summary
-    for testid in ("rows-lines", "memory-lines"):
-        changed = line_row(section(response, testid), 1)
-        assert diff_fields(changed) == {"quantity", "line_total"}
-        assert diff_fields(line_row(section(response, testid), 2)) == set()
-    for testid in ("panel-rows", "panel-memory"):
-        header = section(response, testid)
-        marked = set(re.findall(r'class="field diff" data-field="(\w+)"', header))
-        assert marked == {"item_count", "subtotal", "total"}
+    summary = page_text_of(response, "rows-summary")
+    assert "The rows differ from the event log in 1 place" in summary
+    assert "rows say quantity 7 for line 1 (Product SKU-1, SKU-1), the event log says 2" in summary
+    assert "rebuild the rows" in summary
+    assert "matches the event log" in page_text_of(response, "memory-summary")
+    changed = line_row(section(response, "rows-lines"), 1)
+    assert diff_fields(changed) == {"quantity", "line_total"}
+    assert diff_fields(line_row(section(response, "rows-lines"), 2)) == set()
+    for testid in ("log-lines", "memory-lines"):  # the log is the truth; memory agrees with it
+        assert diff_fields(line_row(section(response, testid), 1)) == set()
+    header = section(response, "panel-rows")
+    marked = set(re.findall(r'class="field diff" data-field="(\w+)"', header))
+    assert marked == {"item_count", "subtotal", "total"}
+    assert 'class="field diff"' not in section(response, "panel-memory")
 
 
 def test_a_missing_row_an_extra_row_and_a_header_field_are_highlighted(staff_client, cart):
@@ -97,19 +102,20 @@ def test_a_missing_row_an_extra_row_and_a_header_field_are_highlighted(staff_cli
     Cart.objects.filter(id=cart.id).update(status="expired", discount_code="")
 
     response = staff_client.get(detail_url(cart.id))
-    summary = page_text_of(response, "compare-summary")
-    assert "line 2 (SKU-2): in memory only" in summary
-    assert "line 9 (SKU-5): in rows only" in summary
-    assert "status: rows Expired, memory Open" in summary
-    rows, memory = section(response, "rows-lines"), section(response, "memory-lines")
-    assert "missing" in line_row(rows, 2) and "extra" in line_row(memory, 2)
-    assert "extra" in line_row(rows, 9) and "missing" in line_row(memory, 9)
+    summary = page_text_of(response, "rows-summary")
+    assert (
+        "rows say there is no line 2 (Product SKU-2, SKU-2), the event log says there is" in summary
+    )
+    assert "rows say line 9 (Ghost, SKU-5), the event log says there is no such line" in summary
+    assert "rows say status Expired, the event log says Open" in summary
+    rows, log = section(response, "rows-lines"), section(response, "log-lines")
+    assert "missing" in line_row(rows, 2) and 'data-line="2" data-sku="SKU-2"' in log
+    assert "extra" in line_row(rows, 9) and 'data-line="9"' not in log
     assert "Size: XL" in line_row(rows, 9)
-    for testid in ("panel-rows", "panel-memory"):
-        marked = set(
-            re.findall(r'class="field diff" data-field="(\w+)"', section(response, testid))
-        )
-        assert {"status", "discount"} <= marked
+    marked = set(
+        re.findall(r'class="field diff" data-field="(\w+)"', section(response, "panel-rows"))
+    )
+    assert {"status", "discount"} <= marked
 
 
 def test_a_saved_line_shows_in_its_own_group(staff_client, cart):
@@ -118,7 +124,44 @@ def test_a_saved_line_shows_in_its_own_group(staff_client, cart):
     rows = section(response, "rows-lines")
     assert "Saved for later" in rows
     assert rows.index("Saved for later") < rows.index('data-sku="SKU-2"')
-    assert "matches the rows" in page_text(response)
+    assert "The rows match the event log" in page_text(response)
+
+
+def test_rows_and_memory_that_agree_with_each_other_but_not_the_log(staff_client, cart):
+    """The page used to say "the memory image matches the rows" here, while Verify said both
+    were wrong: it now shows the log's state beside them and holds each against it."""
+    CartLine.objects.filter(cart_id=cart.id, line_id=1).update(quantity=7)
+    store = image.image_store()
+    if not hasattr(store, "client"):
+        pytest.skip("plants a Redis entry")
+    wrong = service.rows_state(cart.id)
+    store.client.hset(store.key(cart.id), "v", wrong.version)
+    store.client.set(store.data_key(cart.id), dump_state(wrong))
+
+    response = staff_client.get(detail_url(cart.id))
+    said = "quantity 7 for line 1 (Product SKU-1, SKU-1), the event log says 2"
+    assert f"rows say {said}" in page_text_of(response, "rows-summary")
+    memory = page_text_of(response, "memory-summary")
+    assert "The memory image differs from the event log in 1 place" in memory
+    assert f"memory says {said}" in memory and "Evict it" in memory
+    assert "matches" not in page_text_of(response, "compare-summary")
+    log = page_text_of(response, "panel-log")
+    assert "Event log" in log and "Version 4" in log
+    for testid in ("rows-lines", "memory-lines"):
+        assert diff_fields(line_row(section(response, testid), 1)) == {"quantity", "line_total"}
+    assert diff_fields(line_row(section(response, "log-lines"), 1)) == set()
+
+
+@pytest.mark.parametrize(("vendor", "name"), [("sqlite", "SQLite"), ("postgresql", "PostgreSQL")])
+def test_the_rows_panel_names_the_database_in_use(staff_client, cart, monkeypatch, vendor, name):
+    from django.db import connection
+
+    monkeypatch.setattr(connection, "vendor", vendor)
+    response = staff_client.get(detail_url(cart.id))
+    assert response.context["rows_source"] == f"{name}: header and line rows"
+    assert f"{name}: header and line rows" in page_text_of(response, "panel-rows")
+    other = "PostgreSQL" if name == "SQLite" else "SQLite"
+    assert other not in page_text(response)
 
 
 def test_the_history_is_paginated_newest_first_with_payloads(staff_client, catalog):

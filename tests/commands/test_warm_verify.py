@@ -161,12 +161,14 @@ class TestVerify:
         out = io.StringIO()
         with pytest.raises(CommandError):
             call_command("verify_carts", "--ids", cart.id, stdout=out)
-        assert "memory: v7 is ahead of v2" in out.getvalue()
+        assert "memory holds version 7 but the event log ends at version 2: evict it" in (
+            out.getvalue()
+        )
         store.client.hset(store.key(cart.id), "v", cart.version)  # payload says v7
         out = io.StringIO()
         with pytest.raises(CommandError):
             call_command("verify_carts", "--ids", cart.id, stdout=out)
-        assert "memory: entry does not decode" in out.getvalue()
+        assert "the memory entry can not be read (corrupt): evict it" in out.getvalue()
 
     def test_the_summary_counts_mismatches_and_carts_in_singular_and_plural(self, products):
         good = make_cart({"SKU-1": 2})
