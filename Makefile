@@ -26,18 +26,52 @@ $(STAMP): requirements.txt requirements-dev.txt
 # A Celery worker with an embedded beat (-B) runs the sweeps beside it on the embedded
 # (filesystem) broker, logging to var/celery.log; it is stopped when runserver exits.
 CELERY_LOG ?= $${CART_VAR_DIR:-var}/celery.log
+# HOST:PORT must be free before anything starts (bound the way runserver binds it, so a
+# socket in TIME_WAIT is no obstacle); when it is taken, name the next free port.
+define PORT_CHECK
+import errno, socket, sys
+host, port = sys.argv[1].strip("[]"), sys.argv[2]
+if not port.isdigit() or not 0 < int(port) < 65536:
+    sys.exit(f"PORT={port} is not a port number (1-65535): run 'make run PORT=8001'")
+def bind_error(p):
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, p, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        sys.exit(f"HOST={host} is not an address of this machine: {exc.strerror}")
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            return exc
+    return None
+error = bind_error(int(port))
+if error is not None and error.errno == errno.EADDRINUSE:
+    free = (p for p in range(int(port) + 1, 65536) if bind_error(p) is None)
+    sys.exit(f"port {port} on {host} is in use: run 'make run PORT={next(free, 8001)}'")
+if error is not None:
+    sys.exit(f"can not listen on {host}:{port}: {error.strerror}")
+endef
+export PORT_CHECK
 # Development mode (DEBUG on, the published development key allowed); production sets
 # DJANGO_SECRET_KEY and leaves DJANGO_DEBUG unset (see README, Production).
+# Ctrl-C stops the server and the worker, and `make run` ends with status 0. On a terminal
+# runserver runs as a job of its own (set -m) holding the terminal, so Ctrl-C reaches it
+# alone: make itself, signalled, would report "Interrupt" and end with 130 whatever the
+# recipe did. Without a terminal, a SIGINT to the recipe still stops both and exits 0.
 run: export DJANGO_DEBUG ?= 1
 run: venv
+	@$(PY) -c "$$PORT_CHECK" "$(HOST)" "$(PORT)"
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py seed_demo
 	@mkdir -p "$${CART_VAR_DIR:-var}"; \
 	$(VENV)/bin/celery -A config worker -B --pool=solo --without-gossip --without-mingle \
 	  --without-heartbeat --loglevel=INFO --logfile="$(CELERY_LOG)" & celery=$$!; \
-	trap 'kill -TERM $$celery 2>/dev/null; wait $$celery' EXIT; trap 'exit 130' INT TERM; \
+	trap 'kill -TERM $$celery 2>/dev/null; wait $$celery' EXIT; trap 'exit 0' INT TERM; \
 	echo "celery worker + beat running (pid $$celery, log $(CELERY_LOG))"; \
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	if [ -t 0 ]; then set -m; fi; \
+	$(PY) manage.py runserver $(HOST):$(PORT); status=$$?; set +m; \
+	if [ $$status = 130 ]; then exit 0; else exit $$status; fi
 
 services:
 	@scripts/ensure_services.sh

@@ -1,10 +1,18 @@
-"""The make targets install the tools they need, or stop at once naming the missing one."""
+"""The make targets install the tools they need, or stop at once naming the missing one; `make run`
+stops at once on a busy port and ends cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,3 +55,175 @@ def test_the_bench_stops_at_its_start_naming_a_missing_wrk(tmp_path):
     assert done.returncode != 0
     assert "no-wrk-here not found" in done.stderr
     assert "fresh schema" not in done.stdout + done.stderr  # stopped before any work
+
+
+# ---------------------------------------------------------------- make run
+
+
+def run_env(tmp_path: Path) -> dict[str, str]:
+    """`make run` on embedded defaults inside tmp_path: nothing lands in the repository."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "REDIS_", "MAKE", "MFLAGS", "PROMETHEUS_"))
+    }
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3", CART_VAR_DIR=str(tmp_path))
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def started_by(tmp_path: Path) -> list[int]:
+    """Live processes whose environment is this test's `make run` (celery, runserver...)."""
+    marker = f"CART_VAR_DIR={tmp_path}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if marker in environ.split(b"\0") and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def kill_leftovers(tmp_path: Path) -> None:
+    for pid in started_by(tmp_path):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_make_run_on_a_busy_port_stops_at_once_naming_another_port(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                ["make", "run", f"PORT={port}"],
+                cwd=ROOT,
+                env=run_env(tmp_path),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            elapsed = time.monotonic() - started
+            leftovers = started_by(tmp_path)
+        finally:
+            kill_leftovers(tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert f"port {port} on 127.0.0.1 is in use: run 'make run PORT=" in done.stderr, output
+    other = int(done.stderr.split("make run PORT=", 1)[1].split("'", 1)[0])
+    assert other != port
+    assert elapsed < 15, f"took {elapsed:.1f} s"
+    assert not (tmp_path / "db.sqlite3").exists(), "stopped only after migrating"
+    assert not (tmp_path / "celery.log").exists(), "a celery worker was started"
+    assert not leftovers, leftovers
+
+
+def test_make_run_refuses_a_port_that_is_not_a_number(tmp_path):
+    done = subprocess.run(
+        ["make", "run", "PORT=80x"],
+        cwd=ROOT,
+        env=run_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "PORT=80x is not a port number" in done.stderr, done.stdout + done.stderr
+    assert not (tmp_path / "db.sqlite3").exists()
+
+
+class Terminal:
+    """`make run` in a pseudo-terminal of its own (the child is a session leader with the pty
+    as its controlling terminal), read continuously so that its output never blocks it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: exec at once (nothing else runs after a fork here)
+            os.chdir(ROOT)
+            os.execvpe(argv[0], argv, env)
+        self.pid, self.fd = pid, fd
+        self.status: int | None = None
+        self.output = bytearray()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 4096)
+            except OSError:  # EIO: every process holding the terminal is gone
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+    def ctrl_c(self) -> None:
+        # What a terminal does on Ctrl-C: SIGINT to its foreground process group.
+        os.write(self.fd, b"\x03")
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status, once `make` has ended (None while it runs past the timeout)."""
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+                self.reader.join(5)
+                os.close(self.fd)
+            elif time.monotonic() >= deadline:
+                break
+            else:
+                time.sleep(0.05)
+        return self.status
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_ctrl_c_ends_make_run_with_status_0_and_stops_its_processes(tmp_path):
+    port = free_port()
+    term = Terminal(["make", "run", f"PORT={port}"], run_env(tmp_path))
+    try:
+        deadline = time.monotonic() + 90
+        while not answers(f"http://127.0.0.1:{port}/"):
+            assert time.monotonic() < deadline, term.text()
+            assert term.wait(0) is None, term.text()
+            time.sleep(0.2)
+        while "celery@" not in term.text():  # the worker is up beside the server
+            assert time.monotonic() < deadline, term.text()
+            time.sleep(0.2)
+        assert started_by(tmp_path)
+        term.ctrl_c()
+        status = term.wait(30)
+        leftovers = started_by(tmp_path)
+    finally:
+        if term.wait(0) is None:
+            os.kill(term.pid, signal.SIGKILL)
+            term.wait(10)
+        kill_leftovers(tmp_path)
+    output = term.text()
+    assert status == 0, output
+    assert "Error 130" not in output and "Interrupt" not in output, output
+    assert "make: ***" not in output, output
+    assert not leftovers, f"left running: {leftovers}"
+    assert not answers(f"http://127.0.0.1:{port}/")
