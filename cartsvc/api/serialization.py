@@ -34,7 +34,7 @@ def _line(line: Any) -> dict[str, Any]:
 
 
 def cart_body(cart: Cart) -> dict[str, Any]:
-    """The cart body of DESIGN.md section 4, plus the saved-for-later list."""
+    """The cart body of the API contract (the `Cart` schema of openapi.py), saved list included."""
     subtotal = cart.subtotal
     discount = cart.discount
     amount = discount.amount_for(subtotal) if discount is not None else None

@@ -1,4 +1,4 @@
-"""Every endpoint of DESIGN.md section 4 answers with the documented body and headers."""
+"""Every endpoint of the API contract answers with the documented body and headers."""
 
 from __future__ import annotations
 

@@ -616,12 +616,12 @@ def test_cart_state_is_frozen():
 
 # ---------------------------------------------------------------- error codes
 
-# DESIGN.md section 4, error table.
+# The API contract's error table (the error codes of openapi.py).
 ERROR_CODES = {
     d.InvalidInput: ("invalid", 400),
     d.NotFound: ("not_found", 404),
     d.CartNotOpen: ("cart_not_open", 409),
-    # Not in DESIGN.md's table: a checkout whose prices moved since the cart was shown.
+    # Beyond the original error table: a checkout whose prices moved since the cart was shown.
     d.PricesChanged: ("prices_changed", 409),
     d.VersionConflict: ("version_conflict", 412),
     d.UnknownSku: ("unknown_sku", 422),
@@ -629,9 +629,9 @@ ERROR_CODES = {
     d.QuantityLimit: ("quantity_limit", 422),
     d.InvalidDiscount: ("invalid_discount", 422),
     d.IdempotencyKeyReused: ("idempotency_key_reused", 422),
-    # Not in DESIGN.md's table: a cart locked by others past every retry (the API's 503).
+    # Beyond the original error table: a cart locked by others past every retry (the API's 503).
     d.Busy: ("busy", 503),
-    # Not in DESIGN.md's table: the database connection lost (nothing applied / maybe applied).
+    # Beyond the original table: the database connection lost (nothing applied / maybe applied).
     d.DatabaseUnavailable: ("database_unavailable", 503),
     d.OutcomeUnknown: ("outcome_unknown", 503),
 }
