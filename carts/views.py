@@ -344,18 +344,15 @@ def checkout(request: HttpRequest) -> HttpResponse:
         _price_notices(request, cart, changes)
         messages.warning(request, "Please review the new prices before checking out.")
         return redirect("shop:cart")
-    seen = form.cleaned_data["version"]
-    cart = service.checkout(cart.id, as_user=who, expected_version=seen)
-    # Saved-for-later items went to the shopper's next cart: the session follows them
-    # (without any, the next add starts a new cart). No thank-you message: the order page
-    # itself says it.
-    following = service.next_cart(cart.id, as_user=who)
-    session.bind(request, following)
+    order = session.checkout(request, expected_version=form.cleaned_data["version"])
+    # The session now holds the cart the saved-for-later items went to, if any. No thank-you
+    # message: the order page itself says it.
+    following = session.session_cart(request)
     if following is not None:
         count = len(following.saved)
         items = f"{count} saved item{'s' if count != 1 else ''}"
         messages.info(request, f"Your {items} will wait for you in your cart.")
-    return redirect("shop:order", cart_id=cart.id)
+    return redirect("shop:order", cart_id=order.id)
 
 
 def _line_name(request: HttpRequest, line_id: int) -> str:

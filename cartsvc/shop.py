@@ -1,4 +1,4 @@
-"""Storefront helpers: the cart this browser session holds, and the login merge (public API)."""
+"""Storefront helpers: the session's cart, checkout and the login merge (public API)."""
 
 from __future__ import annotations
 
@@ -92,6 +92,17 @@ def require_cart_id(request: HttpRequest) -> str:
     if cart is None:
         raise NotFound("cart not found")
     return cart.id
+
+
+def checkout(request: HttpRequest, **door: Any) -> service.Cart:
+    """Check out the session's open cart (NotFound if it has none) and bind what the shopper
+    goes on with: the cart the checkout opened for their saved-for-later items, or none (the
+    next add opens one). `door` is what the service's door takes (expected_version, ...).
+    Returns the order (the checked-out cart)."""
+    who = as_user(request)
+    order = service.checkout(require_cart_id(request), as_user=who, **door)
+    bind(request, service.next_cart(order.id, as_user=who))
+    return order
 
 
 def login_merge(request: HttpRequest, visitor_cart_id: Any, user_id: int) -> service.Cart | None:
