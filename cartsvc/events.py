@@ -76,6 +76,29 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+def _line_out(line: d.Line) -> dict[str, Any]:
+    """A line in an event's payload (line_added, and each of saved_items_carried_in's)."""
+    return {
+        "line_id": line.id,
+        "sku": line.sku,
+        "name": line.name,
+        "options": [list(pair) for pair in line.options],
+        "quantity": line.quantity,
+        "unit_price": str(line.unit_price),
+    }
+
+
+def _line_in(data: dict[str, Any]) -> d.Line:
+    return d.Line(
+        int(data["line_id"]),
+        data["sku"],
+        data["name"],
+        d.canonical_options(data["options"]),
+        int(data["quantity"]),
+        Decimal(data["unit_price"]),
+    )
+
+
 def encode_event(event: d.Event) -> tuple[str, int, dict[str, Any]]:
     """Return (type, schema, JSON-ready payload). The timestamp travels beside, not inside."""
     if isinstance(event, d.CartOpened):
@@ -85,14 +108,16 @@ def encode_event(event: d.Event) -> tuple[str, int, dict[str, Any]]:
             "currency": event.currency,
         }
     elif isinstance(event, d.LineAdded):
-        data = {
-            "line_id": event.line_id,
-            "sku": event.sku,
-            "name": event.name,
-            "options": [list(pair) for pair in event.options],
-            "quantity": event.quantity,
-            "unit_price": str(event.unit_price),
-        }
+        data = _line_out(
+            d.Line(
+                event.line_id,
+                event.sku,
+                event.name,
+                event.options,
+                event.quantity,
+                event.unit_price,
+            )
+        )
     elif isinstance(event, d.QuantityChanged):
         data = {"line_id": event.line_id, "quantity": event.quantity}
     elif isinstance(event, d.LineRemoved):
@@ -120,20 +145,7 @@ def encode_event(event: d.Event) -> tuple[str, int, dict[str, Any]]:
     elif isinstance(event, d.SavedItemsCarriedOut):
         data = {"to_cart_id": event.to_cart_id}
     elif isinstance(event, d.SavedItemsCarriedIn):
-        data = {
-            "from_cart_id": event.from_cart_id,
-            "lines": [
-                {
-                    "line_id": line.id,
-                    "sku": line.sku,
-                    "name": line.name,
-                    "options": [list(pair) for pair in line.options],
-                    "quantity": line.quantity,
-                    "unit_price": str(line.unit_price),
-                }
-                for line in event.lines
-            ],
-        }
+        data = {"from_cart_id": event.from_cart_id, "lines": list(map(_line_out, event.lines))}
     elif isinstance(event, (d.DiscountRemoved, d.CheckedOut, d.CartExpired, d.OwnerDeleted)):
         data = {}
     else:
@@ -162,14 +174,9 @@ def decode_event(event_type: str, schema: int, data: dict[str, Any], at: datetim
         if event_type == d.CartOpened.type:
             return d.CartOpened(at, data["cart_id"], data["owner_id"], data["currency"])
         if event_type == d.LineAdded.type:
+            line = _line_in(data)
             return d.LineAdded(
-                at,
-                int(data["line_id"]),
-                data["sku"],
-                data["name"],
-                d.canonical_options(data["options"]),
-                int(data["quantity"]),
-                Decimal(data["unit_price"]),
+                at, line.id, line.sku, line.name, line.options, line.quantity, line.unit_price
             )
         if event_type == d.QuantityChanged.type:
             return d.QuantityChanged(at, int(data["line_id"]), int(data["quantity"]))
@@ -198,17 +205,7 @@ def decode_event(event_type: str, schema: int, data: dict[str, Any], at: datetim
         if event_type == d.SavedItemsCarriedOut.type:
             return d.SavedItemsCarriedOut(at, str(data["to_cart_id"]))
         if event_type == d.SavedItemsCarriedIn.type:
-            lines = tuple(
-                d.Line(
-                    int(line["line_id"]),
-                    line["sku"],
-                    line["name"],
-                    d.canonical_options(line["options"]),
-                    int(line["quantity"]),
-                    Decimal(line["unit_price"]),
-                )
-                for line in data["lines"]
-            )
+            lines = tuple(map(_line_in, data["lines"]))
             return d.SavedItemsCarriedIn(at, str(data["from_cart_id"]), lines)
         return EVENT_CLASSES[event_type](at)
     except CodecError:
