@@ -137,14 +137,25 @@ def rows_state(cart_id: Any) -> d.Cart | None:
     return service.rows_state(cart_id)
 
 
+def _options_as_maps(data: Any) -> Any:
+    """The payload with every "options" list of [name, value] pairs (at the top, or in a
+    carried line) as a map, the way the cart shows them."""
+    if isinstance(data, list):
+        return [_options_as_maps(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    shown = {key: _options_as_maps(value) for key, value in data.items()}
+    pairs = data.get("options")
+    if isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        shown["options"] = {str(name): value for name, value in pairs}
+    return shown
+
+
 def shown_payload(data: Any) -> str:
     """An event's payload as JSON for people: options as a map, as the cart shows them
     (the log stores them as [name, value] pairs, in their canonical order)."""
-    if isinstance(data, dict) and isinstance(data.get("options"), list):
-        pairs = data["options"]
-        if all(isinstance(pair, list) and len(pair) == 2 for pair in pairs):
-            data = {**data, "options": {str(name): value for name, value in pairs}}
-    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+    shown = _options_as_maps(data)
+    return json.dumps(shown, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
 
 
 def history_page(cart_id: Any, page: Any) -> Page:
@@ -169,16 +180,19 @@ def history_page(cart_id: Any, page: Any) -> Page:
     return found
 
 
-def log_state(cart_id: str) -> d.Cart | None:
-    """The cart as its event log says (its latest snapshot plus the events after it); None
-    when the log has no events."""
+def log_state(cart_id: str) -> tuple[d.Cart | None, str]:
+    """The cart as its event log says (its latest snapshot plus the events after it), or
+    None with why: the log has no events, or it can not be replayed (a damaged event: the
+    very cart an operator opens this page for, so it is said, never a crash)."""
     latest = CartEvent.objects.filter(cart_id=cart_id).aggregate(v=Max("version"))["v"]
     if latest is None:
-        return None
+        return None, ""
     try:
-        return service.cart_at(cart_id, latest)
+        return service.cart_at(cart_id, latest), ""
     except d.NotFound:
-        return None
+        return None, ""
+    except ValueError as exc:  # CodecError (a payload that does not decode) is one too
+        return None, f"the event log can not be replayed up to version {latest}: {exc}"
 
 
 VENDORS = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MySQL", "oracle": "Oracle"}
@@ -685,7 +699,7 @@ class CartAdmin(admin.ModelAdmin):
         rows = rows_state(cart_id)
         if rows is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        log = log_state(cart_id)  # after the rows: a race shows the log ahead, not behind
+        log, log_error = log_state(cart_id)  # after the rows: a race shows the log ahead
         at = state_at(request.GET.get("at"), rows.version, cart_id)
         history = history_page(cart_id, request.GET.get("page"))
         context = {
@@ -700,6 +714,7 @@ class CartAdmin(admin.ModelAdmin):
             "rows": rows,
             "memory": memory,
             "log": log,
+            "log_error": log_error,
             "log_panel": panel(log) if log is not None else None,
             "rows_vs_log": against_log(rows, log, ("rows say", "the event log says")),
             "memory_vs_log": (

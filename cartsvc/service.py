@@ -514,11 +514,17 @@ def checkout(cart_id: Any, *, as_user: Any = ANYONE, **door: Any) -> Cart:
 @_reconnecting
 def next_cart(cart_id: Any, *, as_user: Any = ANYONE) -> Cart | None:
     """The cart a checkout of this cart opened for the saved-for-later items it carried (the
-    shopper's next cart), or None when it carried none. One query on the cart's log."""
+    shopper's next cart), or None when it carried none, or when that cart is no longer the
+    caller's to see (it was merged into an account since, say). One query on the log."""
     key = cart_key(cart_id)
     get_cart(key, as_user=as_user)  # 404 for unknown or foreign carts
     carried = store.carried_to(key)
-    return get_cart(carried, as_user=as_user) if carried else None
+    if carried is None:
+        return None
+    try:
+        return get_cart(carried, as_user=as_user)
+    except d.NotFound:
+        return None  # a checkout (or its replay) answers all the same
 
 
 @_reconnecting

@@ -9,7 +9,7 @@ import pytest
 
 from cartsvc import image, service
 from cartsvc.events import dump_state
-from cartsvc.models import Cart, CartLine
+from cartsvc.models import Cart, CartEvent, CartLine
 from tests.admin.conftest import detail_url, page_text, section
 from tests.factories import make_cart
 
@@ -263,3 +263,11 @@ def test_the_detail_page_costs_a_fixed_number_of_queries(staff_client, catalog):
             staff_client.get(detail_url(made.id))
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
+
+
+def test_a_damaged_event_log_is_said_not_a_crash(staff_client, cart):
+    CartEvent.objects.filter(cart_id=cart.id, version=2).update(data={"line_id": 1})
+    response = staff_client.get(detail_url(cart.id))
+    assert response.status_code == 200
+    text = page_text(response)
+    assert "The event log is damaged" in text and "can not be replayed up to version" in text

@@ -64,7 +64,7 @@ def test_options_show_as_a_map_like_the_cart(staff_client, catalog):
     assert "[[" not in row
 
 
-@pytest.mark.parametrize(("zone", "name"), [("UTC", "UTC"), ("America/New_York", "EST")])
+@pytest.mark.parametrize(("zone", "name"), [("UTC", "UTC"), ("Asia/Kolkata", "IST")])
 def test_every_timestamp_names_its_zone(staff_client, catalog, settings, zone, name):
     settings.TIME_ZONE = zone
     cart = make_cart({"SKU-1": 1})
@@ -78,3 +78,14 @@ def test_every_timestamp_names_its_zone(staff_client, catalog, settings, zone, n
         rf"<td class=\"nowrap\">({stamp})( \w+)?</td>", section(response, "history")
     )
     assert recorded and all(zone_name == f" {name}" for _, _, zone_name in recorded), recorded
+
+
+def test_a_carried_lines_options_show_as_a_map_too(staff_client, catalog):
+    cart = make_cart({"SKU-1": 1})
+    cart = service.add_line(cart.id, "SKU-2", 1, {"size": "M"})
+    cart = service.save_for_later(cart.id, cart.line_for("SKU-2", (("size", "M"),)).id)
+    order = service.checkout(cart.id)
+    following = service.next_cart(order.id)
+    assert following is not None
+    row = history_row(staff_client.get(detail_url(following.id)), 2).replace("&quot;", '"')
+    assert '"options": {"size": "M"}' in row and "[[" not in row

@@ -6,6 +6,7 @@ import re
 
 import orjson
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from carts.models import Product
@@ -199,6 +200,19 @@ def test_checkout_names_the_cart_that_holds_the_saved_items(client, cart):
     first = call(client, "POST", f"carts/{other.id}/checkout", headers=headers)
     again = call(client, "POST", f"carts/{other.id}/checkout", headers=headers)
     assert (again.content, again["Link"]) == (first.content, first["Link"])
+
+
+def test_a_replayed_checkout_answers_even_when_the_next_cart_is_no_longer_the_callers(client, cart):
+    call(client, "POST", f"carts/{cart.id}/lines/2/save-for-later")
+    headers = {"Idempotency-Key": "checkout-then-login-1"}
+    first = call(client, "POST", f"carts/{cart.id}/checkout", headers=headers)
+    following = service.next_cart(cart.id)
+    assert following is not None
+    user = get_user_model().objects.create_user("later")
+    service.merge_on_login(following.id, user.id)  # the visitor logged in elsewhere
+    again = call(client, "POST", f"carts/{cart.id}/checkout", headers=headers)
+    assert again.status_code == 200 and again.content == first.content
+    assert "Link" not in again  # that cart is the account's now: not named to a visitor
 
 
 def test_bodyless_mutations_take_an_empty_object_or_an_empty_body(client, cart):
