@@ -330,12 +330,15 @@ class SavedItemsCarriedOut(Event):
 
     type: ClassVar[str] = "saved_items_carried_out"
     to_cart_id: str
+    # The saved items that left; any the next cart could not take stay here, for the record.
+    line_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class SavedItemsCarriedIn(Event):
-    """Saved-for-later items brought from another cart (a checkout's, a login merge's), with
-    the line ids they take in this one."""
+    """Saved-for-later items brought from another cart (a checkout's, a login merge's): the
+    saved entries as they are afterwards, by line id (new ones, and ones already saved here
+    whose quantity grew)."""
 
     type: ClassVar[str] = "saved_items_carried_in"
     from_cart_id: str
@@ -659,7 +662,9 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
                 )
             events += repriced  # saved-for-later items only: they are not bought
         if cart.saved and command.carry_saved_to is not None:
-            events.append(SavedItemsCarriedOut(at, command.carry_saved_to))
+            # The next cart is new: what it takes is planned as into an empty saved list.
+            _, carried = _plan_carry((), 1, cart.saved, limits)
+            events.append(SavedItemsCarriedOut(at, command.carry_saved_to, carried))
         return [*events, CheckedOut(at)]
 
     if isinstance(command, Reprice):
@@ -767,23 +772,37 @@ def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> li
     raise TypeError(f"unknown command {type(command).__name__}")
 
 
+def _plan_carry(
+    saved: tuple[Line, ...], next_id: int, incoming: tuple[Line, ...], limits: Limits
+) -> tuple[tuple[Line, ...], tuple[int, ...]]:
+    """Saved items arriving beside `saved`: (the saved entries written, the incoming ids
+    taken). An item already saved (same sku and options), here or earlier in `incoming`, is
+    one entry whose quantities add, up to the per-item limit as a merge's lines do; a new
+    item takes the next line id while the saved list has room (max_lines). What has no room
+    is not taken: it stays where it was."""
+    entries = {(line.sku, line.options): line for line in saved}
+    written: dict[int, Line] = {}
+    taken: list[int] = []
+    room = limits.max_lines - len(saved)
+    for line in incoming:
+        entry = entries.get((line.sku, line.options))
+        if entry is not None:
+            quantity = min(entry.quantity + line.quantity, limits.max_line_quantity)
+            entry = replace(entry, quantity=quantity)
+        elif room > 0:
+            entry, next_id, room = replace(line, id=next_id), next_id + 1, room - 1
+        else:
+            continue
+        entries[(line.sku, line.options)] = written[entry.id] = entry
+        taken.append(line.id)
+    return tuple(sorted(written.values(), key=_by_id)), tuple(taken)
+
+
 def _carried_in(
     cart: Cart, from_cart_id: str, lines: tuple[Line, ...], at: datetime, limits: Limits
 ) -> SavedItemsCarriedIn | None:
-    """Saved items arriving from another cart, numbered after this cart's lines. An item
-    already saved here (same sku and options) is not saved twice, and the saved list keeps
-    its limit: what does not fit stays on the other cart's record."""
-    kept = {(line.sku, line.options) for line in cart.saved}
-    room = limits.max_lines - len(cart.saved)
-    arriving: list[Line] = []
-    next_id = cart.next_line_id
-    for line in lines:
-        if len(arriving) >= room or (line.sku, line.options) in kept:
-            continue
-        kept.add((line.sku, line.options))
-        arriving.append(replace(line, id=next_id))
-        next_id += 1
-    return SavedItemsCarriedIn(at, from_cart_id, tuple(arriving)) if arriving else None
+    written, _ = _plan_carry(cart.saved, cart.next_line_id, lines, limits)
+    return SavedItemsCarriedIn(at, from_cart_id, written) if written else None
 
 
 def _by_id(line: Line) -> int:
@@ -875,9 +894,12 @@ def apply(cart: Cart | None, event: Event) -> Cart:
             lines = tuple(sorted((*cart.lines, replace(back, quantity=event.quantity)), key=_by_id))
         return replace(cart, version=version, updated_at=at, lines=lines, saved=saved)
     if isinstance(event, SavedItemsCarriedOut):
-        return replace(cart, version=version, updated_at=at, saved=())
+        left = tuple(line for line in cart.saved if line.id not in event.line_ids)
+        return replace(cart, version=version, updated_at=at, saved=left)
     if isinstance(event, SavedItemsCarriedIn):
-        saved = tuple(sorted((*cart.saved, *event.lines), key=_by_id))
+        by_id = {line.id: line for line in cart.saved}
+        by_id.update((line.id, line) for line in event.lines)
+        saved = tuple(sorted(by_id.values(), key=_by_id))
         next_id = max([cart.next_line_id, *(line.id + 1 for line in event.lines)])
         return replace(cart, version=version, updated_at=at, saved=saved, next_line_id=next_id)
     if isinstance(event, CartClaimed):

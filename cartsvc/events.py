@@ -143,7 +143,7 @@ def encode_event(event: d.Event) -> tuple[str, int, dict[str, Any]]:
     elif isinstance(event, d.CartClaimed):
         data = {"owner_id": event.owner_id}
     elif isinstance(event, d.SavedItemsCarriedOut):
-        data = {"to_cart_id": event.to_cart_id}
+        data = {"to_cart_id": event.to_cart_id, "line_ids": list(event.line_ids)}
     elif isinstance(event, d.SavedItemsCarriedIn):
         data = {"from_cart_id": event.from_cart_id, "lines": list(map(_line_out, event.lines))}
     elif isinstance(event, (d.DiscountRemoved, d.CheckedOut, d.CartExpired, d.OwnerDeleted)):
@@ -203,7 +203,8 @@ def decode_event(event_type: str, schema: int, data: dict[str, Any], at: datetim
         if event_type == d.CartClaimed.type:
             return d.CartClaimed(at, int(data["owner_id"]))
         if event_type == d.SavedItemsCarriedOut.type:
-            return d.SavedItemsCarriedOut(at, str(data["to_cart_id"]))
+            line_ids = tuple(int(line_id) for line_id in data["line_ids"])
+            return d.SavedItemsCarriedOut(at, str(data["to_cart_id"]), line_ids)
         if event_type == d.SavedItemsCarriedIn.type:
             lines = tuple(map(_line_in, data["lines"]))
             return d.SavedItemsCarriedIn(at, str(data["from_cart_id"]), lines)

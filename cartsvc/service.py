@@ -549,8 +549,8 @@ def expire_cart(
 @_reconnecting
 def merge_carts(source_id: Any, target_id: Any, *, idempotency: Idempotency | None = None) -> Cart:
     """Move the source cart's lines into the target (quantities add, limits hold) and its
-    saved-for-later items into the target's (an item saved in both is kept once), and mark
-    the source `merged`, in one transaction. Returns the target."""
+    saved-for-later items into the target's (an item saved in both is one entry, quantities
+    added), and mark the source `merged`, in one transaction. Returns the target."""
     source, target = cart_key(source_id), cart_key(target_id)
     if source == target:
         raise d.InvalidInput("a cart can not be merged into itself", field="source")

@@ -170,7 +170,43 @@ def test_a_login_merge_brings_the_visitors_saved_items(products):
 
     assert merged is not None and merged.id == mine.id
     assert merged.lines[0].quantity == 2
-    # SKU-3 was saved in both: kept once; SKU-4 came along with its quantity.
-    assert [(line.sku, line.quantity) for line in merged.saved] == [("SKU-3", 1), ("SKU-4", 2)]
+    # SKU-3 was saved in both: one entry, the quantities added; SKU-4 came along.
+    assert [(line.sku, line.quantity) for line in merged.saved] == [("SKU-3", 2), ("SKU-4", 2)]
     assert len({line.id for line in (*merged.lines, *merged.saved)}) == 3
+    assert_consistent(mine.id, visitor.id)
+
+
+def test_two_saved_entries_of_one_item_both_survive_checkout(products):
+    cart = make_cart({"SKU-1": 1, "SKU-2": 2})
+    cart = service.save_for_later(cart.id, cart.line_for("SKU-2", ()).id)
+    cart = service.add_line(cart.id, "SKU-2", 3)
+    cart = service.save_for_later(cart.id, cart.line_for("SKU-2", ()).id)
+    assert [line.quantity for line in cart.saved] == [2, 3]
+    order = service.checkout(cart.id)
+    following = service.next_cart(order.id)
+    assert following is not None
+    assert [(line.sku, line.quantity) for line in following.saved] == [("SKU-2", 5)]
+    assert order.saved == ()
+    assert_consistent(order.id, following.id)
+
+
+def test_saved_items_that_do_not_fit_the_next_cart_stay_on_the_orders_record(products, settings):
+    cart = saving({"SKU-1": 1, "SKU-2": 1, "SKU-3": 1, "SKU-4": 1}, ["SKU-2", "SKU-3", "SKU-4"])
+    settings.CARTIMAGE = {**settings.CARTIMAGE, "MAX_LINES": 2}  # lowered since they were saved
+    order = service.checkout(cart.id)
+    following = service.next_cart(order.id)
+    assert following is not None
+    assert [line.sku for line in following.saved] == ["SKU-2", "SKU-3"]
+    # Nothing vanishes: what was not carried is still on the order, for the record.
+    assert [line.sku for line in order.saved] == ["SKU-4"]
+    assert_consistent(order.id, following.id)
+
+
+def test_a_login_merge_adds_the_quantities_of_an_item_saved_in_both(products):
+    user = get_user_model().objects.create_user("both", password="pw")
+    mine = saving({"SKU-1": 1, "SKU-3": 2}, ["SKU-3"], owner_id=user.id)
+    visitor = saving({"SKU-3": 4}, ["SKU-3"])
+    merged = service.merge_on_login(visitor.id, user.id)
+    assert merged is not None
+    assert [(line.sku, line.quantity) for line in merged.saved] == [("SKU-3", 6)]
     assert_consistent(mine.id, visitor.id)

@@ -728,7 +728,8 @@ def with_saved(*skus: str) -> d.Cart:
 def test_checkout_with_a_next_cart_carries_the_saved_items_out():
     cart = with_saved("SKU-2", "SKU-3")
     events = d.decide(cart, d.Checkout(at(5), carry_saved_to="cart-2"))
-    assert events == [d.SavedItemsCarriedOut(at(5), "cart-2"), d.CheckedOut(at(5))]
+    saved_ids = tuple(line.id for line in cart.saved)
+    assert events == [d.SavedItemsCarriedOut(at(5), "cart-2", saved_ids), d.CheckedOut(at(5))]
     after = d.fold(cart, events)
     assert after.status == d.CHECKED_OUT and after.saved == ()
     assert [line.sku for line in after.lines] == ["SKU-1"]
@@ -754,16 +755,32 @@ def test_carried_in_items_are_numbered_after_the_carts_lines():
     ]
 
 
-def test_an_item_saved_in_both_carts_is_kept_once_and_the_limit_holds():
+def test_an_item_saved_in_both_carts_adds_up_and_the_limit_holds():
     source = with_saved("SKU-2", "SKU-3", "SKU-4")
     target = with_saved("SKU-3")
     after = run(target, d.CarrySavedIn(at(6), source.id, source.saved))
-    assert [line.sku for line in after.saved] == ["SKU-3", "SKU-2", "SKU-4"]
-    # At most max_lines saved items: what does not fit stays on the source's record.
-    capped = run(target, d.CarrySavedIn(at(6), source.id, source.saved), d.Limits(99, 2))
-    assert [line.sku for line in capped.saved] == ["SKU-3", "SKU-2"]
-    carry = d.CarrySavedIn(at(7), source.id, source.saved)
-    assert d.decide(capped, carry, d.Limits(99, 2)) == []
+    assert [(line.sku, line.quantity) for line in after.saved] == [
+        ("SKU-3", 2),
+        ("SKU-2", 1),
+        ("SKU-4", 1),
+    ]
+    # At most max_lines saved entries: a new item past that is not taken (it stays where it
+    # was); an item already saved here still adds up, to the per-item limit.
+    capped = run(target, d.CarrySavedIn(at(6), source.id, source.saved), d.Limits(3, 2))
+    assert [(line.sku, line.quantity) for line in capped.saved] == [("SKU-3", 2), ("SKU-2", 1)]
+    again = run(capped, d.CarrySavedIn(at(7), source.id, source.saved), d.Limits(3, 2))
+    assert [(line.sku, line.quantity) for line in again.saved] == [("SKU-3", 3), ("SKU-2", 2)]
+
+
+def test_checkout_carries_out_only_what_the_next_cart_takes():
+    cart = with_saved("SKU-2", "SKU-3", "SKU-4")
+    events = d.decide(cart, d.Checkout(at(5), carry_saved_to="cart-2"), d.Limits(99, 2))
+    carried_out = events[0]
+    assert isinstance(carried_out, d.SavedItemsCarriedOut)
+    assert [line.sku for line in d.fold(cart, events).saved] == ["SKU-4"]
+    opened = run(None, d.OpenCart(at(5), "cart-2", None, "EUR"))
+    following = run(opened, d.CarrySavedIn(at(5), cart.id, cart.saved), d.Limits(99, 2))
+    assert len(following.saved) == len(carried_out.line_ids) == 2
 
 
 def test_a_login_merge_brings_the_visitors_saved_items():

@@ -44,7 +44,7 @@ EVENTS = [
     d.LineMovedToCart(AT, 3, 1, 7),
     d.CartClaimed(AT, 42),
     d.OwnerDeleted(AT),
-    d.SavedItemsCarriedOut(AT, "0b6f3c1e-9a40-4d5e-8f59-1d1e7a2b3c4d"),
+    d.SavedItemsCarriedOut(AT, "0b6f3c1e-9a40-4d5e-8f59-1d1e7a2b3c4d", (3, 7)),
     d.SavedItemsCarriedIn(
         AT,
         "cart-4",
