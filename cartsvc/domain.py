@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
 
 OPEN = "open"
 CHECKED_OUT = "checked_out"
@@ -123,6 +125,9 @@ def canonical_options(options: dict[str, str] | Options | None) -> Options:
 
 @dataclass(frozen=True, slots=True)
 class Line:
+    # A line inside an event's payload names its id "line_id", as line_added does.
+    payload_keys: ClassVar[Mapping[str, str]] = MappingProxyType({"id": "line_id"})
+
     id: int
     sku: str
     name: str
@@ -232,13 +237,40 @@ class Limits:
 
 # ---------------------------------------------------------------- events
 
+# An upcaster turns a stored payload of one schema into the next schema's payload.
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+# Every event type the log can hold, by its `type` (see `registered`).
+EVENT_TYPES: dict[str, type[Event]] = {}
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """Something that happened to a cart. Its fields are its stored payload (the codec in
+    cartsvc.events writes them by their types); the timestamp travels beside the payload.
+
+    `schema` is the payload's current version: bump it when the payload changes shape and
+    add an upcaster from the old version to `upcasters` (stored events are never rewritten).
+    """
+
     type: ClassVar[str] = ""
+    schema: ClassVar[int] = 1
+    upcasters: ClassVar[Mapping[int, Upcaster]] = MappingProxyType({})
     at: datetime
 
 
+E = TypeVar("E", bound=Event)
+
+
+def registered(cls: type[E]) -> type[E]:
+    """Make `cls` an event type the log holds: the codec finds it by its `type`."""
+    if not cls.type or cls.type in EVENT_TYPES:
+        raise TypeError(f"{cls.__qualname__}: event type {cls.type!r} is empty or taken")
+    EVENT_TYPES[cls.type] = cls
+    return cls
+
+
+@registered
 @dataclass(frozen=True, slots=True)
 class CartOpened(Event):
     type: ClassVar[str] = "cart_opened"
@@ -247,9 +279,20 @@ class CartOpened(Event):
     currency: str
 
 
+def _line_added_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # v1 had no options and called the price "price".
+    data = dict(data)
+    data["unit_price"] = data.pop("price")
+    data.setdefault("options", [])
+    return data
+
+
+@registered
 @dataclass(frozen=True, slots=True)
 class LineAdded(Event):
     type: ClassVar[str] = "line_added"
+    schema: ClassVar[int] = 2
+    upcasters: ClassVar[Mapping[int, Upcaster]] = MappingProxyType({1: _line_added_v1_to_v2})
     line_id: int
     sku: str
     name: str
@@ -258,6 +301,7 @@ class LineAdded(Event):
     unit_price: Decimal
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class QuantityChanged(Event):
     type: ClassVar[str] = "quantity_changed"
@@ -265,12 +309,14 @@ class QuantityChanged(Event):
     quantity: int
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class LineRemoved(Event):
     type: ClassVar[str] = "line_removed"
     line_id: int
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class DiscountApplied(Event):
     type: ClassVar[str] = "discount_applied"
@@ -279,27 +325,32 @@ class DiscountApplied(Event):
     value: Decimal
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class DiscountRemoved(Event):
     type: ClassVar[str] = "discount_removed"
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class CheckedOut(Event):
     type: ClassVar[str] = "checked_out"
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class CartExpired(Event):
     type: ClassVar[str] = "cart_expired"
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class CartMerged(Event):
     type: ClassVar[str] = "cart_merged"
     into_cart_id: str
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class LinePriceChanged(Event):
     type: ClassVar[str] = "line_price_changed"
@@ -308,12 +359,14 @@ class LinePriceChanged(Event):
     old_price: Decimal
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class LineSavedForLater(Event):
     type: ClassVar[str] = "line_saved_for_later"
     line_id: int
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class LineMovedToCart(Event):
     type: ClassVar[str] = "line_moved_to_cart"
@@ -323,6 +376,7 @@ class LineMovedToCart(Event):
     quantity: int
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class SavedItemsCarriedOut(Event):
     """At checkout the saved-for-later items leave for the shopper's next cart: they are not
@@ -332,6 +386,7 @@ class SavedItemsCarriedOut(Event):
     to_cart_id: str
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class SavedItemsCarriedIn(Event):
     """Saved-for-later items brought from another cart (a checkout's, a login merge's), with
@@ -342,12 +397,14 @@ class SavedItemsCarriedIn(Event):
     lines: tuple[Line, ...]
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class CartClaimed(Event):
     type: ClassVar[str] = "cart_claimed"
     owner_id: int
 
 
+@registered
 @dataclass(frozen=True, slots=True)
 class OwnerDeleted(Event):
     """The owner's account was deleted: the cart is closed and belongs to no one (its
