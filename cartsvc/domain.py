@@ -258,6 +258,10 @@ class Event:
     upcasters: ClassVar[Mapping[int, Upcaster]] = MappingProxyType({})
     at: datetime
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        """The fields of `cart` this event changes (`apply` moves the version and the time)."""
+        raise TypeError(f"unknown event {type(self).__name__}")
+
 
 E = TypeVar("E", bound=Event)
 
@@ -277,6 +281,21 @@ class CartOpened(Event):
     cart_id: str
     owner_id: int | None
     currency: str
+
+    def open(self) -> Cart:
+        """The cart this event starts (it has no cart to change)."""
+        return Cart(
+            id=self.cart_id,
+            version=1,
+            status=OPEN,
+            currency=self.currency,
+            owner_id=self.owner_id,
+            lines=(),
+            discount=None,
+            next_line_id=1,
+            created_at=self.at,
+            updated_at=self.at,
+        )
 
 
 def _line_added_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
@@ -300,6 +319,13 @@ class LineAdded(Event):
     quantity: int
     unit_price: Decimal
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        line = Line(self.line_id, self.sku, self.name, self.options, self.quantity, self.unit_price)
+        return {
+            "lines": (*cart.lines, line),
+            "next_line_id": max(cart.next_line_id, self.line_id + 1),
+        }
+
 
 @registered
 @dataclass(frozen=True, slots=True)
@@ -308,12 +334,25 @@ class QuantityChanged(Event):
     line_id: int
     quantity: int
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        lines = tuple(
+            replace(line, quantity=self.quantity) if line.id == self.line_id else line
+            for line in cart.lines
+        )
+        return {"lines": lines}
+
 
 @registered
 @dataclass(frozen=True, slots=True)
 class LineRemoved(Event):
     type: ClassVar[str] = "line_removed"
     line_id: int
+
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {
+            "lines": tuple(line for line in cart.lines if line.id != self.line_id),
+            "saved": tuple(line for line in cart.saved if line.id != self.line_id),
+        }
 
 
 @registered
@@ -324,11 +363,17 @@ class DiscountApplied(Event):
     kind: str
     value: Decimal
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"discount": Discount(self.code, self.kind, self.value)}
+
 
 @registered
 @dataclass(frozen=True, slots=True)
 class DiscountRemoved(Event):
     type: ClassVar[str] = "discount_removed"
+
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"discount": None}
 
 
 @registered
@@ -336,11 +381,17 @@ class DiscountRemoved(Event):
 class CheckedOut(Event):
     type: ClassVar[str] = "checked_out"
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"status": CHECKED_OUT}
+
 
 @registered
 @dataclass(frozen=True, slots=True)
 class CartExpired(Event):
     type: ClassVar[str] = "cart_expired"
+
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"status": EXPIRED}
 
 
 @registered
@@ -348,6 +399,9 @@ class CartExpired(Event):
 class CartMerged(Event):
     type: ClassVar[str] = "cart_merged"
     into_cart_id: str
+
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"status": MERGED, "merged_into": self.into_cart_id}
 
 
 @registered
@@ -358,12 +412,30 @@ class LinePriceChanged(Event):
     unit_price: Decimal
     old_price: Decimal
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        def repriced(line: Line) -> Line:
+            return replace(line, unit_price=self.unit_price) if line.id == self.line_id else line
+
+        return {
+            "lines": tuple(map(repriced, cart.lines)),
+            "saved": tuple(map(repriced, cart.saved)),
+        }
+
 
 @registered
 @dataclass(frozen=True, slots=True)
 class LineSavedForLater(Event):
     type: ClassVar[str] = "line_saved_for_later"
     line_id: int
+
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        moved = cart.line(self.line_id)
+        if moved is None:
+            raise ValueError(f"line {self.line_id} is not in the cart")
+        return {
+            "lines": tuple(line for line in cart.lines if line.id != self.line_id),
+            "saved": tuple(sorted((*cart.saved, moved), key=_by_id)),
+        }
 
 
 @registered
@@ -375,6 +447,20 @@ class LineMovedToCart(Event):
     merge_into: int | None
     quantity: int
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        back = cart.saved_line(self.line_id)
+        if back is None:
+            raise ValueError(f"line {self.line_id} is not saved")
+        saved = tuple(line for line in cart.saved if line.id != self.line_id)
+        if self.merge_into is not None:
+            lines = tuple(
+                replace(line, quantity=self.quantity) if line.id == self.merge_into else line
+                for line in cart.lines
+            )
+        else:
+            lines = tuple(sorted((*cart.lines, replace(back, quantity=self.quantity)), key=_by_id))
+        return {"lines": lines, "saved": saved}
+
 
 @registered
 @dataclass(frozen=True, slots=True)
@@ -384,6 +470,9 @@ class SavedItemsCarriedOut(Event):
 
     type: ClassVar[str] = "saved_items_carried_out"
     to_cart_id: str
+
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"saved": ()}
 
 
 @registered
@@ -396,12 +485,21 @@ class SavedItemsCarriedIn(Event):
     from_cart_id: str
     lines: tuple[Line, ...]
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {
+            "saved": tuple(sorted((*cart.saved, *self.lines), key=_by_id)),
+            "next_line_id": max([cart.next_line_id, *(line.id + 1 for line in self.lines)]),
+        }
+
 
 @registered
 @dataclass(frozen=True, slots=True)
 class CartClaimed(Event):
     type: ClassVar[str] = "cart_claimed"
     owner_id: int
+
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"owner_id": self.owner_id}
 
 
 @registered
@@ -411,6 +509,9 @@ class OwnerDeleted(Event):
     history stays, for operators)."""
 
     type: ClassVar[str] = "owner_deleted"
+
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"status": CLOSED, "owner_id": None}
 
 
 # ---------------------------------------------------------------- commands
@@ -862,99 +963,10 @@ def _price_changes(cart: Cart, prices: dict[str, Decimal], at: datetime) -> list
 def apply(cart: Cart | None, event: Event) -> Cart:
     """Fold one event into the state; the version moves by one per event."""
     if isinstance(event, CartOpened):
-        return Cart(
-            id=event.cart_id,
-            version=1,
-            status=OPEN,
-            currency=event.currency,
-            owner_id=event.owner_id,
-            lines=(),
-            discount=None,
-            next_line_id=1,
-            created_at=event.at,
-            updated_at=event.at,
-        )
+        return event.open()
     if cart is None:
         raise ValueError(f"{event.type} before cart_opened")
-    version = cart.version + 1
-    at = event.at
-    if isinstance(event, LineAdded):
-        line = Line(
-            event.line_id, event.sku, event.name, event.options, event.quantity, event.unit_price
-        )
-        return replace(
-            cart,
-            version=version,
-            updated_at=at,
-            lines=(*cart.lines, line),
-            next_line_id=max(cart.next_line_id, event.line_id + 1),
-        )
-    if isinstance(event, QuantityChanged):
-        lines = tuple(
-            replace(line, quantity=event.quantity) if line.id == event.line_id else line
-            for line in cart.lines
-        )
-        return replace(cart, version=version, updated_at=at, lines=lines)
-    if isinstance(event, LineRemoved):
-        lines = tuple(line for line in cart.lines if line.id != event.line_id)
-        saved = tuple(line for line in cart.saved if line.id != event.line_id)
-        return replace(cart, version=version, updated_at=at, lines=lines, saved=saved)
-    if isinstance(event, LinePriceChanged):
-
-        def repriced(line: Line) -> Line:
-            return replace(line, unit_price=event.unit_price) if line.id == event.line_id else line
-
-        return replace(
-            cart,
-            version=version,
-            updated_at=at,
-            lines=tuple(map(repriced, cart.lines)),
-            saved=tuple(map(repriced, cart.saved)),
-        )
-    if isinstance(event, LineSavedForLater):
-        moved = cart.line(event.line_id)
-        if moved is None:
-            raise ValueError(f"line {event.line_id} is not in the cart")
-        lines = tuple(line for line in cart.lines if line.id != event.line_id)
-        saved = tuple(sorted((*cart.saved, moved), key=_by_id))
-        return replace(cart, version=version, updated_at=at, lines=lines, saved=saved)
-    if isinstance(event, LineMovedToCart):
-        back = cart.saved_line(event.line_id)
-        if back is None:
-            raise ValueError(f"line {event.line_id} is not saved")
-        saved = tuple(line for line in cart.saved if line.id != event.line_id)
-        if event.merge_into is not None:
-            lines = tuple(
-                replace(line, quantity=event.quantity) if line.id == event.merge_into else line
-                for line in cart.lines
-            )
-        else:
-            lines = tuple(sorted((*cart.lines, replace(back, quantity=event.quantity)), key=_by_id))
-        return replace(cart, version=version, updated_at=at, lines=lines, saved=saved)
-    if isinstance(event, SavedItemsCarriedOut):
-        return replace(cart, version=version, updated_at=at, saved=())
-    if isinstance(event, SavedItemsCarriedIn):
-        saved = tuple(sorted((*cart.saved, *event.lines), key=_by_id))
-        next_id = max([cart.next_line_id, *(line.id + 1 for line in event.lines)])
-        return replace(cart, version=version, updated_at=at, saved=saved, next_line_id=next_id)
-    if isinstance(event, CartClaimed):
-        return replace(cart, version=version, updated_at=at, owner_id=event.owner_id)
-    if isinstance(event, DiscountApplied):
-        discount = Discount(event.code, event.kind, event.value)
-        return replace(cart, version=version, updated_at=at, discount=discount)
-    if isinstance(event, DiscountRemoved):
-        return replace(cart, version=version, updated_at=at, discount=None)
-    if isinstance(event, CheckedOut):
-        return replace(cart, version=version, updated_at=at, status=CHECKED_OUT)
-    if isinstance(event, CartExpired):
-        return replace(cart, version=version, updated_at=at, status=EXPIRED)
-    if isinstance(event, OwnerDeleted):
-        return replace(cart, version=version, updated_at=at, status=CLOSED, owner_id=None)
-    if isinstance(event, CartMerged):
-        return replace(
-            cart, version=version, updated_at=at, status=MERGED, merged_into=event.into_cart_id
-        )
-    raise TypeError(f"unknown event {type(event).__name__}")
+    return replace(cart, version=cart.version + 1, updated_at=event.at, **event.changes(cart))
 
 
 def fold(cart: Cart | None, events: list[Event] | tuple[Event, ...]) -> Cart | None:
