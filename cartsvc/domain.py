@@ -521,12 +521,21 @@ class OwnerDeleted(Event):
 class Command:
     at: datetime
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        """The events this command causes on `cart`, or a DomainError. Never mutates."""
+        raise TypeError(f"unknown command {type(self).__name__}")
+
 
 @dataclass(frozen=True, slots=True)
 class OpenCart(Command):
     cart_id: str
     owner_id: int | None
     currency: str
+
+    def decide(self, cart: Cart | None, limits: Limits) -> list[Event]:
+        if cart is not None:
+            raise InvalidInput("cart already exists", field="id")
+        return [CartOpened(self.at, self.cart_id, self.owner_id, self.currency)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,6 +553,38 @@ class AddLine(Command):
     quantity: int
     options: Options = ()
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        _check_quantity(self.quantity, limits)
+        product = self.product
+        if not product.active:
+            raise UnknownSku(f"unknown sku {product.sku!r}", field="sku")
+        existing = cart.line_for(product.sku, self.options)
+        new_quantity = self.quantity + (existing.quantity if existing else 0)
+        # Limit and stock hold per item, across lines of the same sku with other options.
+        held = cart.quantity_of(product.sku)
+        item_total = self.quantity + held
+        if item_total > limits.max_line_quantity:
+            raise _over_limit(product.name, held, limits)
+        if item_total > product.stock:
+            raise _short(product.name, product.stock, held)
+        if existing:
+            return [QuantityChanged(at, existing.id, new_quantity)]
+        if len(cart.lines) >= limits.max_lines:
+            raise QuantityLimit(f"a cart holds at most {limits.max_lines} lines", field="sku")
+        return [
+            LineAdded(
+                at,
+                cart.next_line_id,
+                product.sku,
+                product.name,
+                self.options,
+                self.quantity,
+                product.price,
+            )
+        ]
+
 
 @dataclass(frozen=True, slots=True)
 class SetQuantity(Command):
@@ -552,10 +593,39 @@ class SetQuantity(Command):
     # Stock of the line's product, looked up by the caller; None skips the check.
     stock: int | None = None
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        line = cart.line(self.line_id)
+        if line is None:
+            raise NotFound("line not found", field="line_id")
+        _check_quantity(self.quantity, limits, allow_zero=True)
+        if self.quantity == 0:
+            return [LineRemoved(at, line.id)]
+        if self.quantity == line.quantity:
+            return []
+        # Raising a line is checked against the item's limit and stock over all its lines;
+        # lowering one is always allowed (it only asks for less).
+        others = cart.quantity_of(line.sku, except_line=line.id)
+        item_total = self.quantity + others
+        raising = self.quantity > line.quantity
+        if raising and item_total > limits.max_line_quantity:
+            room = limits.max_line_quantity - others
+            raise _over_limit(line.name, others, limits, line_max=room)
+        if raising and self.stock is not None and item_total > self.stock:
+            raise _short(line.name, self.stock, others, line_max=self.stock - others)
+        return [QuantityChanged(at, line.id, self.quantity)]
+
 
 @dataclass(frozen=True, slots=True)
 class RemoveLine(Command):
     line_id: int
+
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        _require_open(cart)
+        if cart.line(self.line_id) is None and cart.saved_line(self.line_id) is None:
+            raise NotFound("line not found", field="line_id")
+        return [LineRemoved(self.at, self.line_id)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,10 +635,29 @@ class ApplyDiscount(Command):
     value: Decimal
     min_subtotal: Decimal = ZERO
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        if cart.subtotal < self.min_subtotal:
+            raise InvalidDiscount(
+                f"code {self.code} needs a subtotal of at least {self.min_subtotal}",
+                field="code",
+            )
+        current = cart.discount
+        if current and (current.code, current.kind, current.value) == (
+            self.code,
+            self.kind,
+            self.value,
+        ):
+            return []
+        return [DiscountApplied(at, self.code, self.kind, self.value)]
+
 
 @dataclass(frozen=True, slots=True)
 class RemoveDiscount(Command):
-    pass
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        _require_open(cart)
+        return [DiscountRemoved(self.at)] if cart.discount else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,6 +668,36 @@ class Checkout(Command):
     # caller); None keeps them on the checked-out cart.
     carry_saved_to: str | None = None
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        if not cart.lines:
+            raise InvalidInput("an empty cart can not be checked out", field="lines")
+        events: list[Event] = []
+        if self.products is not None:
+            _check_stock(cart, self.products)
+            repriced = _price_changes(cart, {s: p.price for s, p in self.products.items()}, at)
+            changes = [
+                {
+                    "line_id": line.id,
+                    "sku": line.sku,
+                    "old_price": str(line.unit_price),
+                    "new_price": str(event.unit_price),
+                }
+                for event in repriced
+                if isinstance(event, LinePriceChanged) and (line := cart.line(event.line_id))
+            ]
+            if changes:
+                # Never charge a price the shopper was not shown (If-Match or not).
+                raise PricesChanged(
+                    "prices changed since the cart was shown; review them and check out again",
+                    changes,
+                )
+            events += repriced  # saved-for-later items only: they are not bought
+        if cart.saved and self.carry_saved_to is not None:
+            events.append(SavedItemsCarriedOut(at, self.carry_saved_to))
+        return [*events, CheckedOut(at)]
+
 
 @dataclass(frozen=True, slots=True)
 class Reprice(Command):
@@ -586,15 +705,51 @@ class Reprice(Command):
 
     prices: dict[str, Decimal] = field(default_factory=dict)
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        if cart.status != OPEN:
+            return []
+        return _price_changes(cart, self.prices, self.at)
+
 
 @dataclass(frozen=True, slots=True)
 class SaveForLater(Command):
     line_id: int
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        if cart.line(self.line_id) is None:
+            raise NotFound("line not found", field="line_id")
+        if len(cart.saved) >= limits.max_lines:
+            raise QuantityLimit(f"at most {limits.max_lines} saved items", field="line_id")
+        return [LineSavedForLater(at, self.line_id)]
+
 
 @dataclass(frozen=True, slots=True)
 class MoveToCart(Command):
     line_id: int
+
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        saved = cart.saved_line(self.line_id)
+        if saved is None:
+            raise NotFound("saved item not found", field="line_id")
+        existing = cart.line_for(saved.sku, saved.options)
+        # The per-item limit counts the sku's other lines too; what does not fit is capped.
+        room = limits.max_line_quantity - cart.quantity_of(
+            saved.sku, except_line=existing.id if existing else None
+        )
+        if existing:
+            quantity = max(min(existing.quantity + saved.quantity, room), existing.quantity)
+            return [LineMovedToCart(at, saved.id, existing.id, quantity)]
+        if room <= 0:
+            raise QuantityLimit(
+                f"at most {limits.max_line_quantity} of one item per cart", field="line_id"
+            )
+        if len(cart.lines) >= limits.max_lines:
+            raise QuantityLimit(f"a cart holds at most {limits.max_lines} lines", field="line_id")
+        return [LineMovedToCart(at, saved.id, None, min(saved.quantity, room))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -604,12 +759,25 @@ class CarrySavedIn(Command):
     from_cart_id: str
     lines: tuple[Line, ...] = ()
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        _require_open(cart)
+        carried = _carried_in(cart, self.from_cart_id, self.lines, self.at, limits)
+        return [carried] if carried else []
+
 
 @dataclass(frozen=True, slots=True)
 class Claim(Command):
     """An anonymous cart becomes the cart of the user who just logged in."""
 
     owner_id: int
+
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        if cart.owner_id == self.owner_id:
+            return []
+        if cart.owner_id is not None:
+            raise NotFound("cart not found")
+        _require_open(cart)
+        return [CartClaimed(self.at, self.owner_id)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -618,16 +786,36 @@ class ForgetOwner(Command):
 
     owner_id: int
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        # Idempotent, whatever the cart's status: an order (checked out) is closed too, so
+        # that no one who knows its id reads it once its owner is gone.
+        if cart.owner_id != self.owner_id:
+            return []
+        return [OwnerDeleted(self.at)]
+
 
 @dataclass(frozen=True, slots=True)
 class Expire(Command):
     # Expire only if the cart has not changed since then (checked under the cart's lock).
     idle_since: datetime | None = None
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        # Idempotent: a cart that already left "open" is not expired again, and one that
+        # changed after the sweep looked at it is not expired at all.
+        if cart.status != OPEN:
+            return []
+        if self.idle_since is not None and cart.updated_at > self.idle_since:
+            return []
+        return [CartExpired(self.at)]
+
 
 @dataclass(frozen=True, slots=True)
 class MarkMerged(Command):
     into_cart_id: str
+
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        _require_open(cart)
+        return [CartMerged(self.at, self.into_cart_id)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -640,6 +828,42 @@ class MergeLines(Command):
     # The other cart and its saved-for-later items, which come along (see CarrySavedIn).
     from_cart_id: str = ""
     saved: tuple[Line, ...] = ()
+
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        events: list[Event] = []
+        state = cart
+        for incoming in self.lines:
+            existing = state.line_for(incoming.sku, incoming.options)
+            if existing:
+                quantity = min(existing.quantity + incoming.quantity, limits.max_line_quantity)
+                if quantity == existing.quantity:
+                    continue
+                event: Event = QuantityChanged(at, existing.id, quantity)
+            else:
+                if len(state.lines) >= limits.max_lines:
+                    continue
+                event = LineAdded(
+                    at,
+                    state.next_line_id,
+                    incoming.sku,
+                    incoming.name,
+                    incoming.options,
+                    min(incoming.quantity, limits.max_line_quantity),
+                    incoming.unit_price,
+                )
+            events.append(event)
+            state = apply(state, event)
+        incoming_discount = self.discount
+        if incoming_discount is not None and state.discount is None:
+            events.append(
+                DiscountApplied(
+                    at, incoming_discount.code, incoming_discount.kind, incoming_discount.value
+                )
+            )
+        carried = _carried_in(state, self.from_cart_id, self.saved, at, limits)
+        return [*events, carried] if carried else events
 
 
 # ---------------------------------------------------------------- decide
@@ -687,242 +911,33 @@ def _short(name: str, stock: int, held: int, *, line_max: int | None = None) -> 
     return InsufficientStock(message, field="quantity")
 
 
+def _check_stock(cart: Cart, products: dict[str, ProductInfo]) -> None:
+    """Every line's product still sold, and in stock for all the cart's units of it."""
+    wanted: dict[str, int] = {}
+    for line in cart.lines:
+        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+    for sku, quantity in wanted.items():
+        product = products.get(sku)
+        name = next(line.name for line in cart.lines if line.sku == sku)
+        if product is None or not product.active:
+            raise UnknownSku(f"{name} is no longer sold; remove it first", field="sku")
+        if product.stock < quantity:
+            raise InsufficientStock(
+                f"only {product.stock} of {name} left in stock: lower the quantity"
+                f" to {product.stock}"
+                if product.stock
+                else f"{name} is sold out: remove it to check out",
+                field="quantity",
+            )
+
+
 def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> list[Event]:
     """Turn a command into the events it causes, or raise a DomainError. Never mutates."""
-    at = command.at
     if isinstance(command, OpenCart):
-        if cart is not None:
-            raise InvalidInput("cart already exists", field="id")
-        return [CartOpened(at, command.cart_id, command.owner_id, command.currency)]
+        return command.decide(cart, limits)
     if cart is None:
         raise NotFound("cart not found")
-
-    if isinstance(command, AddLine):
-        _require_open(cart)
-        _check_quantity(command.quantity, limits)
-        product = command.product
-        if not product.active:
-            raise UnknownSku(f"unknown sku {product.sku!r}", field="sku")
-        existing = cart.line_for(product.sku, command.options)
-        new_quantity = command.quantity + (existing.quantity if existing else 0)
-        # Limit and stock hold per item, across lines of the same sku with other options.
-        held = cart.quantity_of(product.sku)
-        item_total = command.quantity + held
-        if item_total > limits.max_line_quantity:
-            raise _over_limit(product.name, held, limits)
-        if item_total > product.stock:
-            raise _short(product.name, product.stock, held)
-        if existing:
-            return [QuantityChanged(at, existing.id, new_quantity)]
-        if len(cart.lines) >= limits.max_lines:
-            raise QuantityLimit(f"a cart holds at most {limits.max_lines} lines", field="sku")
-        return [
-            LineAdded(
-                at,
-                cart.next_line_id,
-                product.sku,
-                product.name,
-                command.options,
-                command.quantity,
-                product.price,
-            )
-        ]
-
-    if isinstance(command, SetQuantity):
-        _require_open(cart)
-        line = cart.line(command.line_id)
-        if line is None:
-            raise NotFound("line not found", field="line_id")
-        _check_quantity(command.quantity, limits, allow_zero=True)
-        if command.quantity == 0:
-            return [LineRemoved(at, line.id)]
-        if command.quantity == line.quantity:
-            return []
-        # Raising a line is checked against the item's limit and stock over all its lines;
-        # lowering one is always allowed (it only asks for less).
-        others = cart.quantity_of(line.sku, except_line=line.id)
-        item_total = command.quantity + others
-        raising = command.quantity > line.quantity
-        if raising and item_total > limits.max_line_quantity:
-            room = limits.max_line_quantity - others
-            raise _over_limit(line.name, others, limits, line_max=room)
-        if raising and command.stock is not None and item_total > command.stock:
-            raise _short(line.name, command.stock, others, line_max=command.stock - others)
-        return [QuantityChanged(at, line.id, command.quantity)]
-
-    if isinstance(command, RemoveLine):
-        _require_open(cart)
-        if cart.line(command.line_id) is None and cart.saved_line(command.line_id) is None:
-            raise NotFound("line not found", field="line_id")
-        return [LineRemoved(at, command.line_id)]
-
-    if isinstance(command, ApplyDiscount):
-        _require_open(cart)
-        if cart.subtotal < command.min_subtotal:
-            raise InvalidDiscount(
-                f"code {command.code} needs a subtotal of at least {command.min_subtotal}",
-                field="code",
-            )
-        current = cart.discount
-        if current and (current.code, current.kind, current.value) == (
-            command.code,
-            command.kind,
-            command.value,
-        ):
-            return []
-        return [DiscountApplied(at, command.code, command.kind, command.value)]
-
-    if isinstance(command, RemoveDiscount):
-        _require_open(cart)
-        return [DiscountRemoved(at)] if cart.discount else []
-
-    if isinstance(command, Checkout):
-        _require_open(cart)
-        if not cart.lines:
-            raise InvalidInput("an empty cart can not be checked out", field="lines")
-        events = []
-        if command.products is not None:
-            wanted: dict[str, int] = {}
-            for line in cart.lines:
-                wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
-            for sku, quantity in wanted.items():
-                product = command.products.get(sku)
-                name = next(line.name for line in cart.lines if line.sku == sku)
-                if product is None or not product.active:
-                    raise UnknownSku(f"{name} is no longer sold; remove it first", field="sku")
-                if product.stock < quantity:
-                    raise InsufficientStock(
-                        f"only {product.stock} of {name} left in stock: lower the quantity"
-                        f" to {product.stock}"
-                        if product.stock
-                        else f"{name} is sold out: remove it to check out",
-                        field="quantity",
-                    )
-            repriced = _price_changes(cart, {s: p.price for s, p in command.products.items()}, at)
-            changes = [
-                {
-                    "line_id": line.id,
-                    "sku": line.sku,
-                    "old_price": str(line.unit_price),
-                    "new_price": str(event.unit_price),
-                }
-                for event in repriced
-                if isinstance(event, LinePriceChanged) and (line := cart.line(event.line_id))
-            ]
-            if changes:
-                # Never charge a price the shopper was not shown (If-Match or not).
-                raise PricesChanged(
-                    "prices changed since the cart was shown; review them and check out again",
-                    changes,
-                )
-            events += repriced  # saved-for-later items only: they are not bought
-        if cart.saved and command.carry_saved_to is not None:
-            events.append(SavedItemsCarriedOut(at, command.carry_saved_to))
-        return [*events, CheckedOut(at)]
-
-    if isinstance(command, Reprice):
-        if cart.status != OPEN:
-            return []
-        return _price_changes(cart, command.prices, at)
-
-    if isinstance(command, SaveForLater):
-        _require_open(cart)
-        if cart.line(command.line_id) is None:
-            raise NotFound("line not found", field="line_id")
-        if len(cart.saved) >= limits.max_lines:
-            raise QuantityLimit(f"at most {limits.max_lines} saved items", field="line_id")
-        return [LineSavedForLater(at, command.line_id)]
-
-    if isinstance(command, MoveToCart):
-        _require_open(cart)
-        saved = cart.saved_line(command.line_id)
-        if saved is None:
-            raise NotFound("saved item not found", field="line_id")
-        existing = cart.line_for(saved.sku, saved.options)
-        # The per-item limit counts the sku's other lines too; what does not fit is capped.
-        room = limits.max_line_quantity - cart.quantity_of(
-            saved.sku, except_line=existing.id if existing else None
-        )
-        if existing:
-            quantity = max(min(existing.quantity + saved.quantity, room), existing.quantity)
-            return [LineMovedToCart(at, saved.id, existing.id, quantity)]
-        if room <= 0:
-            raise QuantityLimit(
-                f"at most {limits.max_line_quantity} of one item per cart", field="line_id"
-            )
-        if len(cart.lines) >= limits.max_lines:
-            raise QuantityLimit(f"a cart holds at most {limits.max_lines} lines", field="line_id")
-        return [LineMovedToCart(at, saved.id, None, min(saved.quantity, room))]
-
-    if isinstance(command, CarrySavedIn):
-        _require_open(cart)
-        carried = _carried_in(cart, command.from_cart_id, command.lines, at, limits)
-        return [carried] if carried else []
-
-    if isinstance(command, Claim):
-        if cart.owner_id == command.owner_id:
-            return []
-        if cart.owner_id is not None:
-            raise NotFound("cart not found")
-        _require_open(cart)
-        return [CartClaimed(at, command.owner_id)]
-
-    if isinstance(command, ForgetOwner):
-        # Idempotent, whatever the cart's status: an order (checked out) is closed too, so
-        # that no one who knows its id reads it once its owner is gone.
-        if cart.owner_id != command.owner_id:
-            return []
-        return [OwnerDeleted(at)]
-
-    if isinstance(command, Expire):
-        # Idempotent: a cart that already left "open" is not expired again, and one that
-        # changed after the sweep looked at it is not expired at all.
-        if cart.status != OPEN:
-            return []
-        if command.idle_since is not None and cart.updated_at > command.idle_since:
-            return []
-        return [CartExpired(at)]
-
-    if isinstance(command, MarkMerged):
-        _require_open(cart)
-        return [CartMerged(at, command.into_cart_id)]
-
-    if isinstance(command, MergeLines):
-        _require_open(cart)
-        events: list[Event] = []
-        state = cart
-        for incoming in command.lines:
-            existing = state.line_for(incoming.sku, incoming.options)
-            if existing:
-                quantity = min(existing.quantity + incoming.quantity, limits.max_line_quantity)
-                if quantity == existing.quantity:
-                    continue
-                event: Event = QuantityChanged(at, existing.id, quantity)
-            else:
-                if len(state.lines) >= limits.max_lines:
-                    continue
-                event = LineAdded(
-                    at,
-                    state.next_line_id,
-                    incoming.sku,
-                    incoming.name,
-                    incoming.options,
-                    min(incoming.quantity, limits.max_line_quantity),
-                    incoming.unit_price,
-                )
-            events.append(event)
-            state = apply(state, event)
-        incoming_discount = command.discount
-        if incoming_discount is not None and state.discount is None:
-            events.append(
-                DiscountApplied(
-                    at, incoming_discount.code, incoming_discount.kind, incoming_discount.value
-                )
-            )
-        carried = _carried_in(state, command.from_cart_id, command.saved, at, limits)
-        return [*events, carried] if carried else events
-
-    raise TypeError(f"unknown command {type(command).__name__}")
+    return command.decide(cart, limits)
 
 
 def _carried_in(

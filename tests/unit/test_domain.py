@@ -128,6 +128,18 @@ def test_unknown_commands_and_events_are_type_errors():
         d.apply(opened(), d.Event(at()))
 
 
+def test_a_new_command_needs_only_its_class_and_its_decide():
+    @dataclass(frozen=True, slots=True)
+    class EmptyCart(d.Command):
+        def decide(self, cart: d.Cart, limits: d.Limits) -> list[d.Event]:
+            return [d.LineRemoved(self.at, line.id) for line in cart.lines]
+
+    cart = run(cart_with("SKU-1", "SKU-2"), EmptyCart(at(9)))
+    assert cart.lines == () and cart.version == 5
+    with pytest.raises(d.NotFound):
+        d.decide(None, EmptyCart(at(9)))
+
+
 # ---------------------------------------------------------------- adding lines
 
 
