@@ -97,22 +97,22 @@ def _fields(cls: type) -> tuple[tuple[str, str, Coding], ...]:
     (the keys keep the order stored payloads have always had)."""
     hints = get_type_hints(cls)
     renamed = getattr(cls, "payload_keys", {})
-    return tuple(
-        (f.name, renamed.get(f.name, f.name), _coding(hints[f.name]))
-        for f in fields(cls)
-        if f.name != "at"
-    )
+    carried = fields(cls)
+    if issubclass(cls, d.Event):
+        carried = carried[1:]  # `at`, every event's first field, travels beside the payload
+    return tuple((f.name, renamed.get(f.name, f.name), _coding(hints[f.name])) for f in carried)
 
 
 def _encode(record: Any) -> dict[str, Any]:
     return {key: out(getattr(record, name)) for name, key, (out, _) in _fields(type(record))}
 
 
-def _decode(cls: type[R], data: Any, **given: Any) -> R:
+def _decode(cls: type[R], data: Any, *first: Any) -> R:
+    """`cls` from a payload; `first` are the values of the fields before the payload's (an
+    event's `at`), given positionally like the rest (keywords cost twice as much)."""
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__} payload is not an object")
-    values = {name: back(data[key]) for name, key, (_, back) in _fields(cls)}
-    return cls(**given, **values)
+    return cls(*first, *[back(data[key]) for _, key, (_, back) in _fields(cls)])
 
 
 def _event_class(event_type: str) -> type[d.Event]:
@@ -146,7 +146,7 @@ def upcast(event_type: str, schema: int, data: dict[str, Any]) -> dict[str, Any]
 
 def decode_event(event_type: str, schema: int, data: dict[str, Any], at: datetime) -> d.Event:
     try:
-        return _decode(_event_class(event_type), upcast(event_type, schema, data), at=at)
+        return _decode(_event_class(event_type), upcast(event_type, schema, data), at)
     except CodecError:
         raise
     except (LookupError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
