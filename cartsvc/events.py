@@ -131,7 +131,8 @@ def encode_event(event: d.Event) -> tuple[str, int, dict[str, Any]]:
 
 
 def upcast(event_type: str, schema: int, data: dict[str, Any]) -> dict[str, Any]:
-    """A stored payload of `schema` brought to its type's current schema (a new dict)."""
+    """A stored payload of `schema` brought to its type's current schema; the upcasters
+    return new dicts, the stored one is never changed."""
     cls = _event_class(event_type)
     if schema > cls.schema:
         raise CodecError(f"{event_type} schema {schema} is newer than this code ({cls.schema})")
