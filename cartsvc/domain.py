@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
 
 OPEN = "open"
 CHECKED_OUT = "checked_out"
@@ -123,6 +125,9 @@ def canonical_options(options: dict[str, str] | Options | None) -> Options:
 
 @dataclass(frozen=True, slots=True)
 class Line:
+    # A line inside an event's payload names its id "line_id", as line_added does.
+    payload_keys: ClassVar[Mapping[str, str]] = MappingProxyType({"id": "line_id"})
+
     id: int
     sku: str
     name: str
@@ -232,13 +237,44 @@ class Limits:
 
 # ---------------------------------------------------------------- events
 
+# An upcaster turns a stored payload of one schema into the next schema's payload.
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+# Every event type the log can hold, by its `type` (see `registered`).
+EVENT_TYPES: dict[str, type[Event]] = {}
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """Something that happened to a cart. Its fields are its stored payload (the codec in
+    cartsvc.events writes them by their types); the timestamp travels beside the payload.
+
+    `schema` is the payload's current version: bump it when the payload changes shape and
+    add an upcaster from the old version to `upcasters` (stored events are never rewritten).
+    """
+
     type: ClassVar[str] = ""
+    schema: ClassVar[int] = 1
+    upcasters: ClassVar[Mapping[int, Upcaster]] = MappingProxyType({})
     at: datetime
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        """The fields of `cart` this event changes (`apply` moves the version and the time)."""
+        raise TypeError(f"unknown event {type(self).__name__}")
 
+
+E = TypeVar("E", bound=Event)
+
+
+def registered(cls: type[E]) -> type[E]:
+    """Make `cls` an event type the log holds: the codec finds it by its `type`."""
+    if not cls.type or cls.type in EVENT_TYPES:
+        raise TypeError(f"{cls.__qualname__}: event type {cls.type!r} is empty or taken")
+    EVENT_TYPES[cls.type] = cls
+    return cls
+
+
+@registered
 @dataclass(frozen=True, slots=True)
 class CartOpened(Event):
     type: ClassVar[str] = "cart_opened"
@@ -246,10 +282,36 @@ class CartOpened(Event):
     owner_id: int | None
     currency: str
 
+    def open(self) -> Cart:
+        """The cart this event starts (it has no cart to change)."""
+        return Cart(
+            id=self.cart_id,
+            version=1,
+            status=OPEN,
+            currency=self.currency,
+            owner_id=self.owner_id,
+            lines=(),
+            discount=None,
+            next_line_id=1,
+            created_at=self.at,
+            updated_at=self.at,
+        )
 
+
+def _line_added_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # v1 had no options and called the price "price".
+    data = dict(data)
+    data["unit_price"] = data.pop("price")
+    data.setdefault("options", [])
+    return data
+
+
+@registered
 @dataclass(frozen=True, slots=True)
 class LineAdded(Event):
     type: ClassVar[str] = "line_added"
+    schema: ClassVar[int] = 2
+    upcasters: ClassVar[Mapping[int, Upcaster]] = MappingProxyType({1: _line_added_v1_to_v2})
     line_id: int
     sku: str
     name: str
@@ -257,20 +319,43 @@ class LineAdded(Event):
     quantity: int
     unit_price: Decimal
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        line = Line(self.line_id, self.sku, self.name, self.options, self.quantity, self.unit_price)
+        return {
+            "lines": (*cart.lines, line),
+            "next_line_id": max(cart.next_line_id, self.line_id + 1),
+        }
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class QuantityChanged(Event):
     type: ClassVar[str] = "quantity_changed"
     line_id: int
     quantity: int
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        lines = tuple(
+            replace(line, quantity=self.quantity) if line.id == self.line_id else line
+            for line in cart.lines
+        )
+        return {"lines": lines}
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class LineRemoved(Event):
     type: ClassVar[str] = "line_removed"
     line_id: int
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {
+            "lines": tuple(line for line in cart.lines if line.id != self.line_id),
+            "saved": tuple(line for line in cart.saved if line.id != self.line_id),
+        }
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class DiscountApplied(Event):
     type: ClassVar[str] = "discount_applied"
@@ -278,28 +363,48 @@ class DiscountApplied(Event):
     kind: str
     value: Decimal
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"discount": Discount(self.code, self.kind, self.value)}
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class DiscountRemoved(Event):
     type: ClassVar[str] = "discount_removed"
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"discount": None}
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class CheckedOut(Event):
     type: ClassVar[str] = "checked_out"
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"status": CHECKED_OUT}
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class CartExpired(Event):
     type: ClassVar[str] = "cart_expired"
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"status": EXPIRED}
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class CartMerged(Event):
     type: ClassVar[str] = "cart_merged"
     into_cart_id: str
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"status": MERGED, "merged_into": self.into_cart_id}
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class LinePriceChanged(Event):
     type: ClassVar[str] = "line_price_changed"
@@ -307,13 +412,33 @@ class LinePriceChanged(Event):
     unit_price: Decimal
     old_price: Decimal
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        def repriced(line: Line) -> Line:
+            return replace(line, unit_price=self.unit_price) if line.id == self.line_id else line
 
+        return {
+            "lines": tuple(map(repriced, cart.lines)),
+            "saved": tuple(map(repriced, cart.saved)),
+        }
+
+
+@registered
 @dataclass(frozen=True, slots=True)
 class LineSavedForLater(Event):
     type: ClassVar[str] = "line_saved_for_later"
     line_id: int
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        moved = cart.line(self.line_id)
+        if moved is None:
+            raise ValueError(f"line {self.line_id} is not in the cart")
+        return {
+            "lines": tuple(line for line in cart.lines if line.id != self.line_id),
+            "saved": tuple(sorted((*cart.saved, moved), key=_by_id)),
+        }
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class LineMovedToCart(Event):
     type: ClassVar[str] = "line_moved_to_cart"
@@ -322,7 +447,22 @@ class LineMovedToCart(Event):
     merge_into: int | None
     quantity: int
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        back = cart.saved_line(self.line_id)
+        if back is None:
+            raise ValueError(f"line {self.line_id} is not saved")
+        saved = tuple(line for line in cart.saved if line.id != self.line_id)
+        if self.merge_into is not None:
+            lines = tuple(
+                replace(line, quantity=self.quantity) if line.id == self.merge_into else line
+                for line in cart.lines
+            )
+        else:
+            lines = tuple(sorted((*cart.lines, replace(back, quantity=self.quantity)), key=_by_id))
+        return {"lines": lines, "saved": saved}
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class SavedItemsCarriedOut(Event):
     """At checkout the saved-for-later items leave for the shopper's next cart: they are not
@@ -333,7 +473,11 @@ class SavedItemsCarriedOut(Event):
     # The saved items that left; any the next cart could not take stay here, for the record.
     line_ids: tuple[int, ...]
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"saved": tuple(line for line in cart.saved if line.id not in self.line_ids)}
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class SavedItemsCarriedIn(Event):
     """Saved-for-later items brought from another cart (a checkout's, a login merge's): the
@@ -344,19 +488,35 @@ class SavedItemsCarriedIn(Event):
     from_cart_id: str
     lines: tuple[Line, ...]
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        by_id = {line.id: line for line in cart.saved}
+        by_id.update((line.id, line) for line in self.lines)
+        return {
+            "saved": tuple(sorted(by_id.values(), key=_by_id)),
+            "next_line_id": max([cart.next_line_id, *(line.id + 1 for line in self.lines)]),
+        }
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class CartClaimed(Event):
     type: ClassVar[str] = "cart_claimed"
     owner_id: int
 
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"owner_id": self.owner_id}
 
+
+@registered
 @dataclass(frozen=True, slots=True)
 class OwnerDeleted(Event):
     """The owner's account was deleted: the cart is closed and belongs to no one (its
     history stays, for operators)."""
 
     type: ClassVar[str] = "owner_deleted"
+
+    def changes(self, cart: Cart) -> dict[str, Any]:
+        return {"status": CLOSED, "owner_id": None}
 
 
 # ---------------------------------------------------------------- commands
@@ -366,12 +526,21 @@ class OwnerDeleted(Event):
 class Command:
     at: datetime
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        """The events this command causes on `cart`, or a DomainError. Never mutates."""
+        raise TypeError(f"unknown command {type(self).__name__}")
+
 
 @dataclass(frozen=True, slots=True)
 class OpenCart(Command):
     cart_id: str
     owner_id: int | None
     currency: str
+
+    def decide(self, cart: Cart | None, limits: Limits) -> list[Event]:
+        if cart is not None:
+            raise InvalidInput("cart already exists", field="id")
+        return [CartOpened(self.at, self.cart_id, self.owner_id, self.currency)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +558,38 @@ class AddLine(Command):
     quantity: int
     options: Options = ()
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        _check_quantity(self.quantity, limits)
+        product = self.product
+        if not product.active:
+            raise UnknownSku(f"unknown sku {product.sku!r}", field="sku")
+        existing = cart.line_for(product.sku, self.options)
+        new_quantity = self.quantity + (existing.quantity if existing else 0)
+        # Limit and stock hold per item, across lines of the same sku with other options.
+        held = cart.quantity_of(product.sku)
+        item_total = self.quantity + held
+        if item_total > limits.max_line_quantity:
+            raise _over_limit(product.name, held, limits)
+        if item_total > product.stock:
+            raise _short(product.name, product.stock, held)
+        if existing:
+            return [QuantityChanged(at, existing.id, new_quantity)]
+        if len(cart.lines) >= limits.max_lines:
+            raise QuantityLimit(f"a cart holds at most {limits.max_lines} lines", field="sku")
+        return [
+            LineAdded(
+                at,
+                cart.next_line_id,
+                product.sku,
+                product.name,
+                self.options,
+                self.quantity,
+                product.price,
+            )
+        ]
+
 
 @dataclass(frozen=True, slots=True)
 class SetQuantity(Command):
@@ -397,10 +598,39 @@ class SetQuantity(Command):
     # Stock of the line's product, looked up by the caller; None skips the check.
     stock: int | None = None
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        line = cart.line(self.line_id)
+        if line is None:
+            raise NotFound("line not found", field="line_id")
+        _check_quantity(self.quantity, limits, allow_zero=True)
+        if self.quantity == 0:
+            return [LineRemoved(at, line.id)]
+        if self.quantity == line.quantity:
+            return []
+        # Raising a line is checked against the item's limit and stock over all its lines;
+        # lowering one is always allowed (it only asks for less).
+        others = cart.quantity_of(line.sku, except_line=line.id)
+        item_total = self.quantity + others
+        raising = self.quantity > line.quantity
+        if raising and item_total > limits.max_line_quantity:
+            room = limits.max_line_quantity - others
+            raise _over_limit(line.name, others, limits, line_max=room)
+        if raising and self.stock is not None and item_total > self.stock:
+            raise _short(line.name, self.stock, others, line_max=self.stock - others)
+        return [QuantityChanged(at, line.id, self.quantity)]
+
 
 @dataclass(frozen=True, slots=True)
 class RemoveLine(Command):
     line_id: int
+
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        _require_open(cart)
+        if cart.line(self.line_id) is None and cart.saved_line(self.line_id) is None:
+            raise NotFound("line not found", field="line_id")
+        return [LineRemoved(self.at, self.line_id)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,10 +640,29 @@ class ApplyDiscount(Command):
     value: Decimal
     min_subtotal: Decimal = ZERO
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        if cart.subtotal < self.min_subtotal:
+            raise InvalidDiscount(
+                f"code {self.code} needs a subtotal of at least {self.min_subtotal}",
+                field="code",
+            )
+        current = cart.discount
+        if current and (current.code, current.kind, current.value) == (
+            self.code,
+            self.kind,
+            self.value,
+        ):
+            return []
+        return [DiscountApplied(at, self.code, self.kind, self.value)]
+
 
 @dataclass(frozen=True, slots=True)
 class RemoveDiscount(Command):
-    pass
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        _require_open(cart)
+        return [DiscountRemoved(self.at)] if cart.discount else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +673,38 @@ class Checkout(Command):
     # caller); None keeps them on the checked-out cart.
     carry_saved_to: str | None = None
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        if not cart.lines:
+            raise InvalidInput("an empty cart can not be checked out", field="lines")
+        events: list[Event] = []
+        if self.products is not None:
+            _check_stock(cart, self.products)
+            repriced = _price_changes(cart, {s: p.price for s, p in self.products.items()}, at)
+            changes = [
+                {
+                    "line_id": line.id,
+                    "sku": line.sku,
+                    "old_price": str(line.unit_price),
+                    "new_price": str(event.unit_price),
+                }
+                for event in repriced
+                if isinstance(event, LinePriceChanged) and (line := cart.line(event.line_id))
+            ]
+            if changes:
+                # Never charge a price the shopper was not shown (If-Match or not).
+                raise PricesChanged(
+                    "prices changed since the cart was shown; review them and check out again",
+                    changes,
+                )
+            events += repriced  # saved-for-later items only: they are not bought
+        if cart.saved and self.carry_saved_to is not None:
+            # The next cart is new: what it takes is planned as into an empty saved list.
+            _, carried = _plan_carry((), 1, cart.saved, limits)
+            events.append(SavedItemsCarriedOut(at, self.carry_saved_to, carried))
+        return [*events, CheckedOut(at)]
+
 
 @dataclass(frozen=True, slots=True)
 class Reprice(Command):
@@ -431,15 +712,51 @@ class Reprice(Command):
 
     prices: dict[str, Decimal] = field(default_factory=dict)
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        if cart.status != OPEN:
+            return []
+        return _price_changes(cart, self.prices, self.at)
+
 
 @dataclass(frozen=True, slots=True)
 class SaveForLater(Command):
     line_id: int
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        if cart.line(self.line_id) is None:
+            raise NotFound("line not found", field="line_id")
+        if len(cart.saved) >= limits.max_lines:
+            raise QuantityLimit(f"at most {limits.max_lines} saved items", field="line_id")
+        return [LineSavedForLater(at, self.line_id)]
+
 
 @dataclass(frozen=True, slots=True)
 class MoveToCart(Command):
     line_id: int
+
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        saved = cart.saved_line(self.line_id)
+        if saved is None:
+            raise NotFound("saved item not found", field="line_id")
+        existing = cart.line_for(saved.sku, saved.options)
+        # The per-item limit counts the sku's other lines too; what does not fit is capped.
+        room = limits.max_line_quantity - cart.quantity_of(
+            saved.sku, except_line=existing.id if existing else None
+        )
+        if existing:
+            quantity = max(min(existing.quantity + saved.quantity, room), existing.quantity)
+            return [LineMovedToCart(at, saved.id, existing.id, quantity)]
+        if room <= 0:
+            raise QuantityLimit(
+                f"at most {limits.max_line_quantity} of one item per cart", field="line_id"
+            )
+        if len(cart.lines) >= limits.max_lines:
+            raise QuantityLimit(f"a cart holds at most {limits.max_lines} lines", field="line_id")
+        return [LineMovedToCart(at, saved.id, None, min(saved.quantity, room))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,12 +766,25 @@ class CarrySavedIn(Command):
     from_cart_id: str
     lines: tuple[Line, ...] = ()
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        _require_open(cart)
+        carried = _carried_in(cart, self.from_cart_id, self.lines, self.at, limits)
+        return [carried] if carried else []
+
 
 @dataclass(frozen=True, slots=True)
 class Claim(Command):
     """An anonymous cart becomes the cart of the user who just logged in."""
 
     owner_id: int
+
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        if cart.owner_id == self.owner_id:
+            return []
+        if cart.owner_id is not None:
+            raise NotFound("cart not found")
+        _require_open(cart)
+        return [CartClaimed(self.at, self.owner_id)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,16 +793,36 @@ class ForgetOwner(Command):
 
     owner_id: int
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        # Idempotent, whatever the cart's status: an order (checked out) is closed too, so
+        # that no one who knows its id reads it once its owner is gone.
+        if cart.owner_id != self.owner_id:
+            return []
+        return [OwnerDeleted(self.at)]
+
 
 @dataclass(frozen=True, slots=True)
 class Expire(Command):
     # Expire only if the cart has not changed since then (checked under the cart's lock).
     idle_since: datetime | None = None
 
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        # Idempotent: a cart that already left "open" is not expired again, and one that
+        # changed after the sweep looked at it is not expired at all.
+        if cart.status != OPEN:
+            return []
+        if self.idle_since is not None and cart.updated_at > self.idle_since:
+            return []
+        return [CartExpired(self.at)]
+
 
 @dataclass(frozen=True, slots=True)
 class MarkMerged(Command):
     into_cart_id: str
+
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        _require_open(cart)
+        return [CartMerged(self.at, self.into_cart_id)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +835,42 @@ class MergeLines(Command):
     # The other cart and its saved-for-later items, which come along (see CarrySavedIn).
     from_cart_id: str = ""
     saved: tuple[Line, ...] = ()
+
+    def decide(self, cart: Cart, limits: Limits) -> list[Event]:
+        at = self.at
+        _require_open(cart)
+        events: list[Event] = []
+        state = cart
+        for incoming in self.lines:
+            existing = state.line_for(incoming.sku, incoming.options)
+            if existing:
+                quantity = min(existing.quantity + incoming.quantity, limits.max_line_quantity)
+                if quantity == existing.quantity:
+                    continue
+                event: Event = QuantityChanged(at, existing.id, quantity)
+            else:
+                if len(state.lines) >= limits.max_lines:
+                    continue
+                event = LineAdded(
+                    at,
+                    state.next_line_id,
+                    incoming.sku,
+                    incoming.name,
+                    incoming.options,
+                    min(incoming.quantity, limits.max_line_quantity),
+                    incoming.unit_price,
+                )
+            events.append(event)
+            state = apply(state, event)
+        incoming_discount = self.discount
+        if incoming_discount is not None and state.discount is None:
+            events.append(
+                DiscountApplied(
+                    at, incoming_discount.code, incoming_discount.kind, incoming_discount.value
+                )
+            )
+        carried = _carried_in(state, self.from_cart_id, self.saved, at, limits)
+        return [*events, carried] if carried else events
 
 
 # ---------------------------------------------------------------- decide
@@ -532,244 +918,33 @@ def _short(name: str, stock: int, held: int, *, line_max: int | None = None) -> 
     return InsufficientStock(message, field="quantity")
 
 
+def _check_stock(cart: Cart, products: dict[str, ProductInfo]) -> None:
+    """Every line's product still sold, and in stock for all the cart's units of it."""
+    wanted: dict[str, int] = {}
+    for line in cart.lines:
+        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+    for sku, quantity in wanted.items():
+        product = products.get(sku)
+        name = next(line.name for line in cart.lines if line.sku == sku)
+        if product is None or not product.active:
+            raise UnknownSku(f"{name} is no longer sold; remove it first", field="sku")
+        if product.stock < quantity:
+            raise InsufficientStock(
+                f"only {product.stock} of {name} left in stock: lower the quantity"
+                f" to {product.stock}"
+                if product.stock
+                else f"{name} is sold out: remove it to check out",
+                field="quantity",
+            )
+
+
 def decide(cart: Cart | None, command: Command, limits: Limits = Limits()) -> list[Event]:
     """Turn a command into the events it causes, or raise a DomainError. Never mutates."""
-    at = command.at
     if isinstance(command, OpenCart):
-        if cart is not None:
-            raise InvalidInput("cart already exists", field="id")
-        return [CartOpened(at, command.cart_id, command.owner_id, command.currency)]
+        return command.decide(cart, limits)
     if cart is None:
         raise NotFound("cart not found")
-
-    if isinstance(command, AddLine):
-        _require_open(cart)
-        _check_quantity(command.quantity, limits)
-        product = command.product
-        if not product.active:
-            raise UnknownSku(f"unknown sku {product.sku!r}", field="sku")
-        existing = cart.line_for(product.sku, command.options)
-        new_quantity = command.quantity + (existing.quantity if existing else 0)
-        # Limit and stock hold per item, across lines of the same sku with other options.
-        held = cart.quantity_of(product.sku)
-        item_total = command.quantity + held
-        if item_total > limits.max_line_quantity:
-            raise _over_limit(product.name, held, limits)
-        if item_total > product.stock:
-            raise _short(product.name, product.stock, held)
-        if existing:
-            return [QuantityChanged(at, existing.id, new_quantity)]
-        if len(cart.lines) >= limits.max_lines:
-            raise QuantityLimit(f"a cart holds at most {limits.max_lines} lines", field="sku")
-        return [
-            LineAdded(
-                at,
-                cart.next_line_id,
-                product.sku,
-                product.name,
-                command.options,
-                command.quantity,
-                product.price,
-            )
-        ]
-
-    if isinstance(command, SetQuantity):
-        _require_open(cart)
-        line = cart.line(command.line_id)
-        if line is None:
-            raise NotFound("line not found", field="line_id")
-        _check_quantity(command.quantity, limits, allow_zero=True)
-        if command.quantity == 0:
-            return [LineRemoved(at, line.id)]
-        if command.quantity == line.quantity:
-            return []
-        # Raising a line is checked against the item's limit and stock over all its lines;
-        # lowering one is always allowed (it only asks for less).
-        others = cart.quantity_of(line.sku, except_line=line.id)
-        item_total = command.quantity + others
-        raising = command.quantity > line.quantity
-        if raising and item_total > limits.max_line_quantity:
-            room = limits.max_line_quantity - others
-            raise _over_limit(line.name, others, limits, line_max=room)
-        if raising and command.stock is not None and item_total > command.stock:
-            raise _short(line.name, command.stock, others, line_max=command.stock - others)
-        return [QuantityChanged(at, line.id, command.quantity)]
-
-    if isinstance(command, RemoveLine):
-        _require_open(cart)
-        if cart.line(command.line_id) is None and cart.saved_line(command.line_id) is None:
-            raise NotFound("line not found", field="line_id")
-        return [LineRemoved(at, command.line_id)]
-
-    if isinstance(command, ApplyDiscount):
-        _require_open(cart)
-        if cart.subtotal < command.min_subtotal:
-            raise InvalidDiscount(
-                f"code {command.code} needs a subtotal of at least {command.min_subtotal}",
-                field="code",
-            )
-        current = cart.discount
-        if current and (current.code, current.kind, current.value) == (
-            command.code,
-            command.kind,
-            command.value,
-        ):
-            return []
-        return [DiscountApplied(at, command.code, command.kind, command.value)]
-
-    if isinstance(command, RemoveDiscount):
-        _require_open(cart)
-        return [DiscountRemoved(at)] if cart.discount else []
-
-    if isinstance(command, Checkout):
-        _require_open(cart)
-        if not cart.lines:
-            raise InvalidInput("an empty cart can not be checked out", field="lines")
-        events = []
-        if command.products is not None:
-            wanted: dict[str, int] = {}
-            for line in cart.lines:
-                wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
-            for sku, quantity in wanted.items():
-                product = command.products.get(sku)
-                name = next(line.name for line in cart.lines if line.sku == sku)
-                if product is None or not product.active:
-                    raise UnknownSku(f"{name} is no longer sold; remove it first", field="sku")
-                if product.stock < quantity:
-                    raise InsufficientStock(
-                        f"only {product.stock} of {name} left in stock: lower the quantity"
-                        f" to {product.stock}"
-                        if product.stock
-                        else f"{name} is sold out: remove it to check out",
-                        field="quantity",
-                    )
-            repriced = _price_changes(cart, {s: p.price for s, p in command.products.items()}, at)
-            changes = [
-                {
-                    "line_id": line.id,
-                    "sku": line.sku,
-                    "old_price": str(line.unit_price),
-                    "new_price": str(event.unit_price),
-                }
-                for event in repriced
-                if isinstance(event, LinePriceChanged) and (line := cart.line(event.line_id))
-            ]
-            if changes:
-                # Never charge a price the shopper was not shown (If-Match or not).
-                raise PricesChanged(
-                    "prices changed since the cart was shown; review them and check out again",
-                    changes,
-                )
-            events += repriced  # saved-for-later items only: they are not bought
-        if cart.saved and command.carry_saved_to is not None:
-            # The next cart is new: what it takes is planned as into an empty saved list.
-            _, carried = _plan_carry((), 1, cart.saved, limits)
-            events.append(SavedItemsCarriedOut(at, command.carry_saved_to, carried))
-        return [*events, CheckedOut(at)]
-
-    if isinstance(command, Reprice):
-        if cart.status != OPEN:
-            return []
-        return _price_changes(cart, command.prices, at)
-
-    if isinstance(command, SaveForLater):
-        _require_open(cart)
-        if cart.line(command.line_id) is None:
-            raise NotFound("line not found", field="line_id")
-        if len(cart.saved) >= limits.max_lines:
-            raise QuantityLimit(f"at most {limits.max_lines} saved items", field="line_id")
-        return [LineSavedForLater(at, command.line_id)]
-
-    if isinstance(command, MoveToCart):
-        _require_open(cart)
-        saved = cart.saved_line(command.line_id)
-        if saved is None:
-            raise NotFound("saved item not found", field="line_id")
-        existing = cart.line_for(saved.sku, saved.options)
-        # The per-item limit counts the sku's other lines too; what does not fit is capped.
-        room = limits.max_line_quantity - cart.quantity_of(
-            saved.sku, except_line=existing.id if existing else None
-        )
-        if existing:
-            quantity = max(min(existing.quantity + saved.quantity, room), existing.quantity)
-            return [LineMovedToCart(at, saved.id, existing.id, quantity)]
-        if room <= 0:
-            raise QuantityLimit(
-                f"at most {limits.max_line_quantity} of one item per cart", field="line_id"
-            )
-        if len(cart.lines) >= limits.max_lines:
-            raise QuantityLimit(f"a cart holds at most {limits.max_lines} lines", field="line_id")
-        return [LineMovedToCart(at, saved.id, None, min(saved.quantity, room))]
-
-    if isinstance(command, CarrySavedIn):
-        _require_open(cart)
-        carried = _carried_in(cart, command.from_cart_id, command.lines, at, limits)
-        return [carried] if carried else []
-
-    if isinstance(command, Claim):
-        if cart.owner_id == command.owner_id:
-            return []
-        if cart.owner_id is not None:
-            raise NotFound("cart not found")
-        _require_open(cart)
-        return [CartClaimed(at, command.owner_id)]
-
-    if isinstance(command, ForgetOwner):
-        # Idempotent, whatever the cart's status: an order (checked out) is closed too, so
-        # that no one who knows its id reads it once its owner is gone.
-        if cart.owner_id != command.owner_id:
-            return []
-        return [OwnerDeleted(at)]
-
-    if isinstance(command, Expire):
-        # Idempotent: a cart that already left "open" is not expired again, and one that
-        # changed after the sweep looked at it is not expired at all.
-        if cart.status != OPEN:
-            return []
-        if command.idle_since is not None and cart.updated_at > command.idle_since:
-            return []
-        return [CartExpired(at)]
-
-    if isinstance(command, MarkMerged):
-        _require_open(cart)
-        return [CartMerged(at, command.into_cart_id)]
-
-    if isinstance(command, MergeLines):
-        _require_open(cart)
-        events: list[Event] = []
-        state = cart
-        for incoming in command.lines:
-            existing = state.line_for(incoming.sku, incoming.options)
-            if existing:
-                quantity = min(existing.quantity + incoming.quantity, limits.max_line_quantity)
-                if quantity == existing.quantity:
-                    continue
-                event: Event = QuantityChanged(at, existing.id, quantity)
-            else:
-                if len(state.lines) >= limits.max_lines:
-                    continue
-                event = LineAdded(
-                    at,
-                    state.next_line_id,
-                    incoming.sku,
-                    incoming.name,
-                    incoming.options,
-                    min(incoming.quantity, limits.max_line_quantity),
-                    incoming.unit_price,
-                )
-            events.append(event)
-            state = apply(state, event)
-        incoming_discount = command.discount
-        if incoming_discount is not None and state.discount is None:
-            events.append(
-                DiscountApplied(
-                    at, incoming_discount.code, incoming_discount.kind, incoming_discount.value
-                )
-            )
-        carried = _carried_in(state, command.from_cart_id, command.saved, at, limits)
-        return [*events, carried] if carried else events
-
-    raise TypeError(f"unknown command {type(command).__name__}")
+    return command.decide(cart, limits)
 
 
 def _plan_carry(
@@ -824,102 +999,10 @@ def _price_changes(cart: Cart, prices: dict[str, Decimal], at: datetime) -> list
 def apply(cart: Cart | None, event: Event) -> Cart:
     """Fold one event into the state; the version moves by one per event."""
     if isinstance(event, CartOpened):
-        return Cart(
-            id=event.cart_id,
-            version=1,
-            status=OPEN,
-            currency=event.currency,
-            owner_id=event.owner_id,
-            lines=(),
-            discount=None,
-            next_line_id=1,
-            created_at=event.at,
-            updated_at=event.at,
-        )
+        return event.open()
     if cart is None:
         raise ValueError(f"{event.type} before cart_opened")
-    version = cart.version + 1
-    at = event.at
-    if isinstance(event, LineAdded):
-        line = Line(
-            event.line_id, event.sku, event.name, event.options, event.quantity, event.unit_price
-        )
-        return replace(
-            cart,
-            version=version,
-            updated_at=at,
-            lines=(*cart.lines, line),
-            next_line_id=max(cart.next_line_id, event.line_id + 1),
-        )
-    if isinstance(event, QuantityChanged):
-        lines = tuple(
-            replace(line, quantity=event.quantity) if line.id == event.line_id else line
-            for line in cart.lines
-        )
-        return replace(cart, version=version, updated_at=at, lines=lines)
-    if isinstance(event, LineRemoved):
-        lines = tuple(line for line in cart.lines if line.id != event.line_id)
-        saved = tuple(line for line in cart.saved if line.id != event.line_id)
-        return replace(cart, version=version, updated_at=at, lines=lines, saved=saved)
-    if isinstance(event, LinePriceChanged):
-
-        def repriced(line: Line) -> Line:
-            return replace(line, unit_price=event.unit_price) if line.id == event.line_id else line
-
-        return replace(
-            cart,
-            version=version,
-            updated_at=at,
-            lines=tuple(map(repriced, cart.lines)),
-            saved=tuple(map(repriced, cart.saved)),
-        )
-    if isinstance(event, LineSavedForLater):
-        moved = cart.line(event.line_id)
-        if moved is None:
-            raise ValueError(f"line {event.line_id} is not in the cart")
-        lines = tuple(line for line in cart.lines if line.id != event.line_id)
-        saved = tuple(sorted((*cart.saved, moved), key=_by_id))
-        return replace(cart, version=version, updated_at=at, lines=lines, saved=saved)
-    if isinstance(event, LineMovedToCart):
-        back = cart.saved_line(event.line_id)
-        if back is None:
-            raise ValueError(f"line {event.line_id} is not saved")
-        saved = tuple(line for line in cart.saved if line.id != event.line_id)
-        if event.merge_into is not None:
-            lines = tuple(
-                replace(line, quantity=event.quantity) if line.id == event.merge_into else line
-                for line in cart.lines
-            )
-        else:
-            lines = tuple(sorted((*cart.lines, replace(back, quantity=event.quantity)), key=_by_id))
-        return replace(cart, version=version, updated_at=at, lines=lines, saved=saved)
-    if isinstance(event, SavedItemsCarriedOut):
-        left = tuple(line for line in cart.saved if line.id not in event.line_ids)
-        return replace(cart, version=version, updated_at=at, saved=left)
-    if isinstance(event, SavedItemsCarriedIn):
-        by_id = {line.id: line for line in cart.saved}
-        by_id.update((line.id, line) for line in event.lines)
-        saved = tuple(sorted(by_id.values(), key=_by_id))
-        next_id = max([cart.next_line_id, *(line.id + 1 for line in event.lines)])
-        return replace(cart, version=version, updated_at=at, saved=saved, next_line_id=next_id)
-    if isinstance(event, CartClaimed):
-        return replace(cart, version=version, updated_at=at, owner_id=event.owner_id)
-    if isinstance(event, DiscountApplied):
-        discount = Discount(event.code, event.kind, event.value)
-        return replace(cart, version=version, updated_at=at, discount=discount)
-    if isinstance(event, DiscountRemoved):
-        return replace(cart, version=version, updated_at=at, discount=None)
-    if isinstance(event, CheckedOut):
-        return replace(cart, version=version, updated_at=at, status=CHECKED_OUT)
-    if isinstance(event, CartExpired):
-        return replace(cart, version=version, updated_at=at, status=EXPIRED)
-    if isinstance(event, OwnerDeleted):
-        return replace(cart, version=version, updated_at=at, status=CLOSED, owner_id=None)
-    if isinstance(event, CartMerged):
-        return replace(
-            cart, version=version, updated_at=at, status=MERGED, merged_into=event.into_cart_id
-        )
-    raise TypeError(f"unknown event {type(event).__name__}")
+    return replace(cart, version=cart.version + 1, updated_at=event.at, **event.changes(cart))
 
 
 def fold(cart: Cart | None, events: list[Event] | tuple[Event, ...]) -> Cart | None:

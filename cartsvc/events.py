@@ -3,55 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from functools import cache
+from types import NoneType, UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import orjson
 
 from cartsvc import domain as d
-
-# Current schema of each event type's payload. Bump it when a payload changes shape, and
-# register an upcaster from the old version below: stored events are never rewritten.
-EVENT_SCHEMAS: dict[str, int] = {
-    d.CartOpened.type: 1,
-    d.LineAdded.type: 2,
-    d.QuantityChanged.type: 1,
-    d.LineRemoved.type: 1,
-    d.DiscountApplied.type: 1,
-    d.DiscountRemoved.type: 1,
-    d.CheckedOut.type: 1,
-    d.CartExpired.type: 1,
-    d.CartMerged.type: 1,
-    d.LinePriceChanged.type: 1,
-    d.LineSavedForLater.type: 1,
-    d.LineMovedToCart.type: 1,
-    d.CartClaimed.type: 1,
-    d.OwnerDeleted.type: 1,
-    d.SavedItemsCarriedOut.type: 1,
-    d.SavedItemsCarriedIn.type: 1,
-}
-EVENT_CLASSES: dict[str, type[d.Event]] = {
-    cls.type: cls
-    for cls in (
-        d.CartOpened,
-        d.LineAdded,
-        d.QuantityChanged,
-        d.LineRemoved,
-        d.DiscountApplied,
-        d.DiscountRemoved,
-        d.CheckedOut,
-        d.CartExpired,
-        d.CartMerged,
-        d.LinePriceChanged,
-        d.LineSavedForLater,
-        d.LineMovedToCart,
-        d.CartClaimed,
-        d.OwnerDeleted,
-        d.SavedItemsCarriedOut,
-        d.SavedItemsCarriedIn,
-    )
-}
 
 # Schema of the cart state as stored in snapshots and cache entries (2: saved lines;
 # 3: compact: timestamps as epoch microseconds, empty fields left out).
@@ -63,104 +24,127 @@ class CodecError(ValueError):
     """Stored data that can not be decoded (unknown type, schema or shape)."""
 
 
-def _line_added_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
-    # v1 had no options and called the price "price".
-    data = dict(data)
-    data["unit_price"] = data.pop("price")
-    data.setdefault("options", [])
-    return data
+# ---------------------------------------------------------------- events
+#
+# One codec for every event type, in the manner of py-eventsourcing's transcoder: a payload is
+# the event's fields (all but `at`), each written by its annotated type. An event type
+# declares its fields, `schema` and `upcasters` (cartsvc.domain); nothing here names one.
+
+R = TypeVar("R")
+
+# How a field is written: its value out to JSON, and back from JSON.
+Coding = tuple[Callable[[Any], Any], Callable[[Any], Any]]
 
 
-UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
-    (d.LineAdded.type, 1): _line_added_v1_to_v2,
+def _same(value: Any) -> Any:
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, not {value!r}")
+    return value
+
+
+def _pairs(options: d.Options) -> list[list[str]]:
+    return [list(pair) for pair in options]
+
+
+# Money as a string keeps its exact digits; options are sorted pairs as they are read back.
+_CODINGS: dict[Any, Coding] = {
+    int: (_same, int),
+    str: (_same, _text),
+    Decimal: (str, Decimal),
+    d.Options: (_pairs, d.canonical_options),
 }
 
 
-def _line_out(line: d.Line) -> dict[str, Any]:
-    """A line in an event's payload (line_added, and each of saved_items_carried_in's)."""
-    return {
-        "line_id": line.id,
-        "sku": line.sku,
-        "name": line.name,
-        "options": [list(pair) for pair in line.options],
-        "quantity": line.quantity,
-        "unit_price": str(line.unit_price),
-    }
-
-
-def _line_in(data: dict[str, Any]) -> d.Line:
-    return d.Line(
-        int(data["line_id"]),
-        data["sku"],
-        data["name"],
-        d.canonical_options(data["options"]),
-        int(data["quantity"]),
-        Decimal(data["unit_price"]),
+def _optional(inner: Coding) -> Coding:
+    out, back = inner
+    return (
+        lambda value: None if value is None else out(value),
+        lambda value: None if value is None else back(value),
     )
+
+
+def _records(cls: type) -> Coding:
+    return (
+        lambda values: [_encode(value) for value in values],
+        lambda values: tuple(_decode(cls, value) for value in values),
+    )
+
+
+def _scalars(inner: Coding) -> Coding:
+    out, back = inner
+    return (
+        lambda values: [out(value) for value in values],
+        lambda values: tuple(back(value) for value in values),
+    )
+
+
+def _coding(hint: Any) -> Coding:
+    """How a field of type `hint` is written: a scalar, an optional, or a tuple of scalars
+    or of records."""
+    if hint in _CODINGS:
+        return _CODINGS[hint]
+    args = get_args(hint)
+    if get_origin(hint) in (UnionType, Union) and len(args) == 2 and NoneType in args:
+        return _optional(_coding(args[0] if args[1] is NoneType else args[1]))
+    if get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if is_dataclass(args[0]):
+            return _records(args[0])
+        if args[0] in _CODINGS:
+            return _scalars(_CODINGS[args[0]])
+    raise CodecError(f"no coding for a field of type {hint!r}")
+
+
+@cache
+def _fields(cls: type) -> tuple[tuple[str, str, Coding], ...]:
+    """(attribute, payload key, coding) of each field a payload carries, in field order
+    (the keys keep the order stored payloads have always had)."""
+    hints = get_type_hints(cls)
+    renamed = getattr(cls, "payload_keys", {})
+    carried = fields(cls)
+    if issubclass(cls, d.Event):
+        carried = carried[1:]  # `at`, every event's first field, travels beside the payload
+    return tuple((f.name, renamed.get(f.name, f.name), _coding(hints[f.name])) for f in carried)
+
+
+def _encode(record: Any) -> dict[str, Any]:
+    return {key: out(getattr(record, name)) for name, key, (out, _) in _fields(type(record))}
+
+
+def _decode(cls: type[R], data: Any, *first: Any) -> R:
+    """`cls` from a payload; `first` are the values of the fields before the payload's (an
+    event's `at`), given positionally like the rest (keywords cost twice as much)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} payload is not an object")
+    return cls(*first, *[back(data[key]) for _, key, (_, back) in _fields(cls)])
+
+
+def _event_class(event_type: str) -> type[d.Event]:
+    cls = d.EVENT_TYPES.get(event_type)
+    if cls is None:
+        raise CodecError(f"unknown event type {event_type!r}")
+    return cls
 
 
 def encode_event(event: d.Event) -> tuple[str, int, dict[str, Any]]:
     """Return (type, schema, JSON-ready payload). The timestamp travels beside, not inside."""
-    if isinstance(event, d.CartOpened):
-        data: dict[str, Any] = {
-            "cart_id": event.cart_id,
-            "owner_id": event.owner_id,
-            "currency": event.currency,
-        }
-    elif isinstance(event, d.LineAdded):
-        data = _line_out(
-            d.Line(
-                event.line_id,
-                event.sku,
-                event.name,
-                event.options,
-                event.quantity,
-                event.unit_price,
-            )
-        )
-    elif isinstance(event, d.QuantityChanged):
-        data = {"line_id": event.line_id, "quantity": event.quantity}
-    elif isinstance(event, d.LineRemoved):
-        data = {"line_id": event.line_id}
-    elif isinstance(event, d.DiscountApplied):
-        data = {"code": event.code, "kind": event.kind, "value": str(event.value)}
-    elif isinstance(event, d.CartMerged):
-        data = {"into_cart_id": event.into_cart_id}
-    elif isinstance(event, d.LinePriceChanged):
-        data = {
-            "line_id": event.line_id,
-            "unit_price": str(event.unit_price),
-            "old_price": str(event.old_price),
-        }
-    elif isinstance(event, d.LineSavedForLater):
-        data = {"line_id": event.line_id}
-    elif isinstance(event, d.LineMovedToCart):
-        data = {
-            "line_id": event.line_id,
-            "merge_into": event.merge_into,
-            "quantity": event.quantity,
-        }
-    elif isinstance(event, d.CartClaimed):
-        data = {"owner_id": event.owner_id}
-    elif isinstance(event, d.SavedItemsCarriedOut):
-        data = {"to_cart_id": event.to_cart_id, "line_ids": list(event.line_ids)}
-    elif isinstance(event, d.SavedItemsCarriedIn):
-        data = {"from_cart_id": event.from_cart_id, "lines": list(map(_line_out, event.lines))}
-    elif isinstance(event, (d.DiscountRemoved, d.CheckedOut, d.CartExpired, d.OwnerDeleted)):
-        data = {}
-    else:
-        raise CodecError(f"no encoder for {type(event).__name__}")
-    return event.type, EVENT_SCHEMAS[event.type], data
+    cls = type(event)
+    if d.EVENT_TYPES.get(cls.type) is not cls:
+        raise CodecError(f"no encoder for {cls.__name__}: not a registered event type")
+    return cls.type, cls.schema, _encode(event)
 
 
 def upcast(event_type: str, schema: int, data: dict[str, Any]) -> dict[str, Any]:
-    current = EVENT_SCHEMAS.get(event_type)
-    if current is None:
-        raise CodecError(f"unknown event type {event_type!r}")
-    if schema > current:
-        raise CodecError(f"{event_type} schema {schema} is newer than this code ({current})")
-    while schema < current:
-        upcaster = UPCASTERS.get((event_type, schema))
+    """A stored payload of `schema` brought to its type's current schema; the upcasters
+    return new dicts, the stored one is never changed."""
+    cls = _event_class(event_type)
+    if schema > cls.schema:
+        raise CodecError(f"{event_type} schema {schema} is newer than this code ({cls.schema})")
+    while schema < cls.schema:
+        upcaster = cls.upcasters.get(schema)
         if upcaster is None:
             raise CodecError(f"no upcaster for {event_type} schema {schema}")
         data = upcaster(data)
@@ -170,45 +154,7 @@ def upcast(event_type: str, schema: int, data: dict[str, Any]) -> dict[str, Any]
 
 def decode_event(event_type: str, schema: int, data: dict[str, Any], at: datetime) -> d.Event:
     try:
-        data = upcast(event_type, schema, data)
-        if event_type == d.CartOpened.type:
-            return d.CartOpened(at, data["cart_id"], data["owner_id"], data["currency"])
-        if event_type == d.LineAdded.type:
-            line = _line_in(data)
-            return d.LineAdded(
-                at, line.id, line.sku, line.name, line.options, line.quantity, line.unit_price
-            )
-        if event_type == d.QuantityChanged.type:
-            return d.QuantityChanged(at, int(data["line_id"]), int(data["quantity"]))
-        if event_type == d.LineRemoved.type:
-            return d.LineRemoved(at, int(data["line_id"]))
-        if event_type == d.DiscountApplied.type:
-            return d.DiscountApplied(at, data["code"], data["kind"], Decimal(data["value"]))
-        if event_type == d.CartMerged.type:
-            return d.CartMerged(at, data["into_cart_id"])
-        if event_type == d.LinePriceChanged.type:
-            return d.LinePriceChanged(
-                at, int(data["line_id"]), Decimal(data["unit_price"]), Decimal(data["old_price"])
-            )
-        if event_type == d.LineSavedForLater.type:
-            return d.LineSavedForLater(at, int(data["line_id"]))
-        if event_type == d.LineMovedToCart.type:
-            merge_into = data["merge_into"]
-            return d.LineMovedToCart(
-                at,
-                int(data["line_id"]),
-                None if merge_into is None else int(merge_into),
-                int(data["quantity"]),
-            )
-        if event_type == d.CartClaimed.type:
-            return d.CartClaimed(at, int(data["owner_id"]))
-        if event_type == d.SavedItemsCarriedOut.type:
-            line_ids = tuple(int(line_id) for line_id in data["line_ids"])
-            return d.SavedItemsCarriedOut(at, str(data["to_cart_id"]), line_ids)
-        if event_type == d.SavedItemsCarriedIn.type:
-            lines = tuple(map(_line_in, data["lines"]))
-            return d.SavedItemsCarriedIn(at, str(data["from_cart_id"]), lines)
-        return EVENT_CLASSES[event_type](at)
+        return _decode(_event_class(event_type), upcast(event_type, schema, data), at)
     except CodecError:
         raise
     except (LookupError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
@@ -333,6 +279,32 @@ def _is_money(value: Any) -> bool:
     return isinstance(value, Decimal) and value.is_finite() and value >= 0
 
 
+def _line_ok(line: d.Line) -> bool:
+    options_ok = all(
+        len(pair) == 2 and all(isinstance(x, str) for x in pair) for pair in line.options
+    )
+    return (
+        _is_int(line.id, 1)
+        and isinstance(line.sku, str)
+        and isinstance(line.name, str)
+        and options_ok
+        and _is_int(line.quantity, 1)
+        and _is_money(line.unit_price)
+    )
+
+
+def _line_problems(cart: d.Cart) -> list[str]:
+    problems = []
+    ids = []
+    for line in (*cart.lines, *cart.saved):
+        ids.append(line.id)
+        if not _line_ok(line):
+            problems.append(f"line {line.id!r}")
+    if len(set(ids)) != len(ids) or not _is_int(cart.next_line_id, max(ids, default=0) + 1):
+        problems.append("line ids")
+    return problems
+
+
 def _check_state(cart: d.Cart) -> None:
     """Every field of the right type and range: an entry of the right shape with a wrong
     value ("abc" for a quantity, an unknown status, an owner that is not an id) is as
@@ -348,23 +320,7 @@ def _check_state(cart: d.Cart) -> None:
         problems.append("owner")
     if cart.merged_into is not None and not isinstance(cart.merged_into, str):
         problems.append("merged_into")
-    ids = []
-    for line in (*cart.lines, *cart.saved):
-        ids.append(line.id)
-        options_ok = all(
-            len(pair) == 2 and all(isinstance(x, str) for x in pair) for pair in line.options
-        )
-        if not (
-            _is_int(line.id, 1)
-            and isinstance(line.sku, str)
-            and isinstance(line.name, str)
-            and options_ok
-            and _is_int(line.quantity, 1)
-            and _is_money(line.unit_price)
-        ):
-            problems.append(f"line {line.id!r}")
-    if len(set(ids)) != len(ids) or not _is_int(cart.next_line_id, max(ids, default=0) + 1):
-        problems.append("line ids")
+    problems += _line_problems(cart)
     discount = cart.discount
     if discount is not None and not (
         isinstance(discount.code, str)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ast
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -125,6 +126,18 @@ def test_unknown_commands_and_events_are_type_errors():
         d.decide(opened(), d.Command(at()))
     with pytest.raises(TypeError):
         d.apply(opened(), d.Event(at()))
+
+
+def test_a_new_command_needs_only_its_class_and_its_decide():
+    @dataclass(frozen=True, slots=True)
+    class EmptyCart(d.Command):
+        def decide(self, cart: d.Cart, limits: d.Limits) -> list[d.Event]:
+            return [d.LineRemoved(self.at, line.id) for line in cart.lines]
+
+    cart = run(cart_with("SKU-1", "SKU-2"), EmptyCart(at(9)))
+    assert cart.lines == () and cart.version == 5
+    with pytest.raises(d.NotFound):
+        d.decide(None, EmptyCart(at(9)))
 
 
 # ---------------------------------------------------------------- adding lines
@@ -590,6 +603,47 @@ def test_apply_moves_the_version_by_exactly_one_per_event():
     assert cart.created_at == at(0)
     assert [(line.id, line.quantity) for line in cart.lines] == [(1, 4)]
     assert cart.next_line_id == 3
+
+
+def test_every_event_type_moves_the_version_by_one_and_sets_the_time():
+    base = d.apply(cart_with("SKU-1", "SKU-2", "SKU-3"), d.LineSavedForLater(at(1), 3))
+    when = at(60)
+    examples = [
+        d.CartOpened(when, "c2", 7, "USD"),
+        d.LineAdded(when, 4, "SKU-4", "Four", (), 1, Decimal("4")),
+        d.QuantityChanged(when, 1, 5),
+        d.LineRemoved(when, 3),
+        d.DiscountApplied(when, "TEN", "percent", Decimal("10")),
+        d.DiscountRemoved(when),
+        d.CheckedOut(when),
+        d.CartExpired(when),
+        d.CartMerged(when, "other"),
+        d.LinePriceChanged(when, 1, Decimal("2.50"), Decimal("10.00")),
+        d.LineSavedForLater(when, 2),
+        d.LineMovedToCart(when, 3, None, 1),
+        d.CartClaimed(when, 9),
+        d.OwnerDeleted(when),
+        d.SavedItemsCarriedOut(when, "next", (3,)),
+        d.SavedItemsCarriedIn(when, "prev", (d.Line(4, "S", "N", (), 1, Decimal("1")),)),
+    ]
+    assert {type(event) for event in examples} == set(d.EVENT_TYPES.values())
+    for event in examples:
+        cart = d.apply(base, event)
+        expected = 1 if isinstance(event, d.CartOpened) else base.version + 1
+        assert (cart.version, cart.updated_at) == (expected, when), event.type
+
+
+def test_a_new_event_type_needs_only_its_class_and_its_changes():
+    @dataclass(frozen=True, slots=True)
+    class Renamed(d.Event):
+        type: ClassVar[str] = "renamed"
+        currency: str
+
+        def changes(self, cart: d.Cart) -> dict[str, object]:
+            return {"currency": self.currency}
+
+    cart = d.apply(opened(), Renamed(at(5), "CHF"))
+    assert (cart.currency, cart.version, cart.updated_at) == ("CHF", 2, at(5))
 
 
 def test_fold_of_nothing_is_the_same_cart():
