@@ -30,6 +30,8 @@ INTERNALS = ("cartsvc.cache", "cartsvc.image", "cartsvc.store", "cartsvc.models"
 # included, may import. Everything else in cartsvc is internal and may change.
 PUBLIC_API = (
     "cartsvc.service",
+    "cartsvc.operations",
+    "cartsvc.health",
     "cartsvc.catalog",
     "cartsvc.conf",
     "cartsvc.shop",
@@ -177,3 +179,31 @@ def test_the_apps_own_edges_go_through_the_service(path):
     allowed = ("cartsvc.models",) if path.name == "admin.py" else ()
     touched = {n for n in imports_of(path) if n.startswith(INTERNALS) and not n.startswith(allowed)}
     assert not touched, f"{path} bypasses cartsvc.service: {touched}"
+
+
+OPERATOR_FUNCTIONS = (
+    "memory_image",
+    "in_memory",
+    "rows_state",
+    "evict_cart",
+    "rehydrate_cart",
+    "rebuild_rows",
+    "verify_carts",
+    "Repair",
+    "repair_cart",
+    "WarmResult",
+    "warm_carts",
+    "count_active",
+)
+
+
+def test_the_service_keeps_commands_and_queries_and_each_operator_function_has_one_home():
+    """Health probes and operator functions live in their own modules, once: the service
+    re-exports none of them."""
+    from cartsvc import health, operations, service
+
+    assert callable(health.health)
+    assert not hasattr(service, "health")
+    for name in OPERATOR_FUNCTIONS:
+        assert hasattr(operations, name), name
+        assert not hasattr(service, name), f"cartsvc.service.{name} is still there"
