@@ -174,6 +174,21 @@ class WarmResult:
         )
 
 
+def _warm_load(claimed: image.Claims) -> tuple[list[image.WarmItem], int]:
+    """Bulk warming's load step (database only, one query): the claimed carts' payloads,
+    ready to fill. Returns (items, failed: claimed carts gone from the database)."""
+    payloads = store.payloads_from_rows(list(claimed))
+    hook = image.HOOKS.get("before_warm_fill")  # a test's writer racing the fill
+    if hook is not None:
+        hook(payloads=payloads)
+    items = [
+        (cart_id, gen, claim_token, *payloads[cart_id])
+        for cart_id, (gen, claim_token) in claimed.items()
+        if cart_id in payloads
+    ]
+    return items, len(claimed) - len(items)
+
+
 def warm_carts(
     *,
     active_within: float | None = None,
@@ -182,8 +197,10 @@ def warm_carts(
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> WarmResult:
-    """Load carts active in the window into memory in batches: two queries per batch, one
-    cache call to claim and one to fill, never over a newer entry. The cache calls run on a
+    """Load carts active in the window into memory in batches (the warming pipeline: claim
+    in the cache, load from the database, fill the cache, with the same claim/fill protocol
+    as a single read): two queries per batch, one cache call to claim and one to fill, never
+    over a newer entry. The cache calls run on a
     helper thread (which never touches the database) while this one queries the next batch,
     so database and cache work overlap. A dry run loads nothing: one cache call per batch
     counts which carts are in memory already."""
@@ -225,7 +242,7 @@ def warm_carts(
                 claimed, already, failed = claiming.result()
                 add((0, already, failed))
                 claiming = cache_thread.submit(image.warm_claim, following) if following else None
-                items, gone = image.warm_load(claimed)
+                items, gone = _warm_load(claimed)
                 add((0, 0, gone))
                 filling.append(cache_thread.submit(image.warm_fill, items))
                 if progress is not None:

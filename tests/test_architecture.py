@@ -207,3 +207,14 @@ def test_the_service_keeps_commands_and_queries_and_each_operator_function_has_o
     for name in OPERATOR_FUNCTIONS:
         assert hasattr(operations, name), name
         assert not hasattr(service, name), f"cartsvc.service.{name} is still there"
+
+
+def test_the_warming_pipeline_is_run_in_one_place():
+    """`operations.warm_carts` orders the pipeline (claim, load, fill); the image keeps only
+    its cache steps, with no second, unused pipeline of its own."""
+    from cartsvc import image, operations
+
+    assert callable(operations.warm_carts)
+    assert callable(image.warm_claim) and callable(image.warm_fill)
+    assert not hasattr(image, "warm"), "image.warm: a second warming pipeline, never called"
+    assert not hasattr(image, "warm_load"), "the load step belongs to the pipeline"
