@@ -218,3 +218,13 @@ def test_the_warming_pipeline_is_run_in_one_place():
     assert callable(image.warm_claim) and callable(image.warm_fill)
     assert not hasattr(image, "warm"), "image.warm: a second warming pipeline, never called"
     assert not hasattr(image, "warm_load"), "the load step belongs to the pipeline"
+
+
+def test_no_dead_helpers_are_left():
+    """Functions nothing called (issue 11): the store's line and money helpers, verify's
+    batch wrapper (operations.verify_carts is the one that runs)."""
+    from cartsvc import store, verify
+
+    assert not hasattr(store, "lines_of")
+    assert not hasattr(store, "money_str")
+    assert not hasattr(verify, "verify")
