@@ -905,6 +905,15 @@ def in_memory_count() -> int | None:
         return None
 
 
+# /metrics asks this at each scrape; registered here so that metrics need not import the
+# image (which imports metrics). A dict entry, no I/O.
+metrics.gauge(
+    "carts_in_memory",
+    "Carts in the memory image now (no sample when the cache can not be reached).",
+    in_memory_count,
+)
+
+
 def peek(cart_ids: Iterable[str]) -> dict[str, d.Cart | None]:
     """What memory holds for these carts right now, without touching them (None: bad entry).
     Raises MemoryUnreachable when the cache can not answer."""
