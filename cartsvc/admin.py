@@ -1,12 +1,12 @@
-"""The Django admin over carts: read-only inspection; operations only through cartsvc.service.
+"""The Django admin over carts: read-only inspection; operations through cartsvc.operations.
 
 Outside the core, this is the one module that imports `cartsvc.models` (tests/test_architecture.py):
 it reads the tables to list, search and show carts, and never writes them. Everything that
 touches cart state or memory (evict, rehydrate, rebuild rows, verify, the live image, the
-state at a past version) is a `cartsvc.service` call.
+state at a past version) is a `cartsvc.operations` or `cartsvc.service` call.
 
 Reads here are side-effect free on purpose: the detail page peeks at memory
-(`service.memory_image`) and reads the event log from its table, because `service.history`
+(`operations.memory_image`) and reads the event log from its table, because `service.history`
 goes through `get_cart`, which would rehydrate a cold cart and count the inspection as the
 customer's activity (so an evicted cart would be back in memory on the very next page).
 """
@@ -60,7 +60,7 @@ from django.utils.text import smart_split, unescape_string_literal
 from django.utils.timesince import timesince
 
 from cartsvc import domain as d
-from cartsvc import service
+from cartsvc import operations, service
 from cartsvc.compare import against_log, panel
 from cartsvc.models import Cart, CartEvent, CartLine, IdempotencyKey
 from cartsvc.templatetags.cartimage import money, status_label
@@ -134,7 +134,7 @@ def ago(moment: datetime) -> str:
 def rows_state(cart_id: Any) -> d.Cart | None:
     """The cart as its rows say (one query: a concurrent write can not show up as a false
     difference)."""
-    return service.rows_state(cart_id)
+    return operations.rows_state(cart_id)
 
 
 def _options_as_maps(data: Any) -> Any:
@@ -205,7 +205,7 @@ def database_name() -> str:
 
 def memory_of(cart_id: str) -> d.Cart | None:
     """The live memory image, untouched (None: not in memory, or the cache can not say)."""
-    return service.memory_image(cart_id)
+    return operations.memory_image(cart_id)
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,7 @@ def _named(ids: list[str]) -> str:
 
 
 def _evict(request: HttpRequest, ids: list[str]) -> None:
-    evicted = [cart_id for cart_id in ids if service.evict_cart(cart_id)]
+    evicted = [cart_id for cart_id in ids if operations.evict_cart(cart_id)]
     if evicted:
         messages.success(request, f"Evicted {_named(evicted)} from memory.")
     left = [cart_id for cart_id in ids if cart_id not in evicted]
@@ -274,10 +274,10 @@ def _each(request: HttpRequest, ids: list[str], operation: Callable[[str], d.Car
 
 
 def _rehydrate(request: HttpRequest, ids: list[str]) -> None:
-    loaded = _each(request, ids, service.rehydrate_cart)
+    loaded = _each(request, ids, operations.rehydrate_cart)
     if not loaded:
         return
-    present = service.in_memory([cart.id for cart in loaded]) or set()
+    present = operations.in_memory([cart.id for cart in loaded]) or set()
     done = [cart for cart in loaded if cart.id in present]
     if len(done) == 1 and len(ids) == 1:
         messages.success(request, f"Rehydrated cart {done[0].id} at version {done[0].version}.")
@@ -293,7 +293,7 @@ def _rehydrate(request: HttpRequest, ids: list[str]) -> None:
 
 
 def _rebuild(request: HttpRequest, ids: list[str]) -> None:
-    rebuilt = _each(request, ids, service.rebuild_rows)
+    rebuilt = _each(request, ids, operations.rebuild_rows)
     if len(rebuilt) == 1 and len(ids) == 1:
         messages.success(
             request,
@@ -305,7 +305,7 @@ def _rebuild(request: HttpRequest, ids: list[str]) -> None:
 
 
 def _verify(request: HttpRequest, ids: list[str]) -> None:
-    found = list(service.verify_carts(ids))
+    found = list(operations.verify_carts(ids))
     if not found:
         messages.success(
             request, f"Verified {_named(ids)}: rows, event log, snapshots and memory agree."
@@ -454,7 +454,7 @@ class InMemoryFilter(admin.SimpleListFilter):
         ]
         cut = len(ids) > self.scan_limit
         ids = ids[: self.scan_limit]
-        present = (service.in_memory(ids) if ids else set()) or set()
+        present = (operations.in_memory(ids) if ids else set()) or set()
         # The changelist's "in memory" column reuses this answer instead of asking again.
         request.cart_presence = {cart_id: cart_id in present for cart_id in ids}  # type: ignore[attr-defined]
         if cut:
@@ -471,14 +471,14 @@ class InMemoryFilter(admin.SimpleListFilter):
 
 
 class CartChangeList(ChangeList):
-    """The changelist, plus one `service.in_memory` call for the whole page."""
+    """The changelist, plus one `operations.in_memory` call for the whole page."""
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         carts = list(self.result_list)  # evaluated once; the template reuses the cache
         known: dict[str, bool] = getattr(request, "cart_presence", {})
         unknown = [str(cart.pk) for cart in carts if str(cart.pk) not in known]
-        present = service.in_memory(unknown) if unknown else set()
+        present = operations.in_memory(unknown) if unknown else set()
         for cart in carts:
             key = str(cart.pk)
             # None when the cache can not say: the admin shows its "unknown" icon.

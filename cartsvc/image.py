@@ -841,11 +841,13 @@ def rehydrate(cart_id: str) -> d.Cart:
 
 
 Claims = dict[str, tuple[str, str]]  # cart id -> (generation, claim token)
+WarmItem = tuple[str, str, str, int, bytes]  # cart id, generation, claim token, version, payload
 
 
 def warm_claim(cart_ids: list[str]) -> tuple[Claims, int, int]:
-    """Bulk warming, step 1 (cache only): claim the carts that are not in memory.
-    Returns (claims, already warm or being written, failed)."""
+    """Bulk warming's claim step (cache only; `operations.warm_carts` runs the pipeline):
+    claim the carts that are not in memory. Returns (claims, already warm or being written,
+    failed)."""
     if not cart_ids:
         return {}, 0, 0
     token = _token()
@@ -865,22 +867,9 @@ def warm_claim(cart_ids: list[str]) -> tuple[Claims, int, int]:
     return claimed, len(cart_ids) - len(claimed), 0
 
 
-def warm_load(claimed: Claims) -> tuple[list[tuple[str, str, str, int, bytes]], int]:
-    """Step 2 (database only, one query): the claimed carts' payloads, ready to fill.
-    Returns (items, failed: claimed carts gone from the database)."""
-    payloads = store.payloads_from_rows(list(claimed))
-    _hook("before_warm_fill", payloads=payloads)
-    items = [
-        (cart_id, gen, claim_token, *payloads[cart_id])
-        for cart_id, (gen, claim_token) in claimed.items()
-        if cart_id in payloads
-    ]
-    return items, len(claimed) - len(items)
-
-
-def warm_fill(items: list[tuple[str, str, str, int, bytes]]) -> tuple[int, int, int]:
-    """Step 3 (cache only): fill what is still claimed. Returns (warmed, lost to a writer or
-    another reader meanwhile, failed)."""
+def warm_fill(items: list[WarmItem]) -> tuple[int, int, int]:
+    """Bulk warming's fill step (cache only): fill what is still claimed, never over a newer
+    entry. Returns (warmed, lost to a writer or another reader meanwhile, failed)."""
     if not items:
         return 0, 0, 0
     try:
@@ -890,17 +879,6 @@ def warm_fill(items: list[tuple[str, str, str, int, bytes]]) -> tuple[int, int, 
     warmed = sum(flags)
     metrics.inc("rehydrations", warmed, source="warm")
     return warmed, len(items) - warmed, 0
-
-
-def warm(cart_ids: list[str]) -> tuple[int, int, int]:
-    """Load many carts into memory with the same claim/fill protocol as a single read:
-    claim all (one cache call), load the claimed ones (one query), fill (one cache call).
-    Returns (warmed, already warm or being written, failed). Never overwrites a newer
-    entry: a writer's lock changes the generation the fill must find."""
-    claimed, already, failed = warm_claim(cart_ids)
-    items, gone = warm_load(claimed)
-    warmed, lost, fill_failed = warm_fill(items)
-    return warmed, already + lost, failed + gone + fill_failed
 
 
 def idle_carts(before_ms: int, limit: int) -> list[str]:
@@ -925,6 +903,15 @@ def in_memory_count() -> int | None:
         return int(_cache("count"))
     except c.CacheUnavailable:
         return None
+
+
+# /metrics asks this at each scrape; registered here so that metrics need not import the
+# image (which imports metrics). A dict entry, no I/O.
+metrics.gauge(
+    "carts_in_memory",
+    "Carts in the memory image now (no sample when the cache can not be reached).",
+    in_memory_count,
+)
 
 
 def peek(cart_ids: Iterable[str]) -> dict[str, d.Cart | None]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -193,16 +193,24 @@ def reset() -> None:
     _baseline = snapshot
 
 
-def _carts_in_memory() -> Metric:
-    from cartsvc import image  # image imports this module
+# Gauges asked at each scrape: name -> (help, what gives the value now: None for no sample).
+# The module that can answer registers its gauge (the image: carts_in_memory), so this
+# module imports nothing of the app and everything may import it.
+_gauges: dict[str, tuple[str, Callable[[], float | None]]] = {}
 
-    family = GaugeMetricFamily(
-        PREFIX + "carts_in_memory",
-        "Carts in the memory image now (no sample when the cache can not be reached).",
-    )
-    count = image.in_memory_count()
-    if count is not None:
-        family.add_metric([], count)
+
+def gauge(name: str, help_text: str, read: Callable[[], float | None]) -> None:
+    """Export `cartimage_<name>`, a gauge whose value `read()` gives at each scrape (no
+    sample when it returns None). Registering a name again replaces it."""
+    _gauges[name] = (help_text, read)
+
+
+def _gauge(name: str) -> Metric:
+    help_text, read = _gauges[name]
+    family = GaugeMetricFamily(PREFIX + name, help_text)
+    value = read()
+    if value is not None:
+        family.add_metric([], value)
     return family
 
 
@@ -218,7 +226,8 @@ class _Scrape(Collector):
             # `_created` series (a timestamp per counter) only add noise here.
             family.samples = [s for s in family.samples if not s.name.endswith("_created")]
             yield family
-        yield _carts_in_memory()
+        for name in sorted(_gauges):
+            yield _gauge(name)
 
 
 def exposition() -> tuple[bytes, str]:

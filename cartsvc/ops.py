@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from cartsvc import metrics, service
+from cartsvc import health, metrics
 
 
 @never_cache
@@ -24,7 +24,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> JsonResponse:
     """Database, cache and broker, each probed now: 200 while the database answers (the
     others' states in the body), 503 when it does not."""
-    report = service.health()
+    report = health.health()
     status = 200 if report["database"]["ok"] else 503
     if not _may_see_details(request):
         # Outsiders learn up or down, not which database, cache backend or broker we run.

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -611,19 +610,6 @@ def _commit_postgres(
         cursor.execute("".join(parts), params)
         (count,) = cursor.fetchone()
     return count == 1
-
-
-def lines_of(cart_id: str) -> list[dict[str, Any]]:
-    """The line rows as stored (for verify and the admin)."""
-    return list(
-        CartLine.objects.filter(cart_id=cart_id)
-        .order_by("line_id")
-        .values("line_id", "sku", "name", "options", "quantity", "unit_price", "saved")
-    )
-
-
-def money_str(value: Decimal) -> str:
-    return str(d.money(value))
 
 
 # ---------------------------------------------------------------- lifecycle

@@ -119,10 +119,3 @@ def verify_cart(cart_id: str) -> list[Mismatch]:
                 )
             )
     return found
-
-
-def verify(cart_ids: list[str]) -> list[Mismatch]:
-    found: list[Mismatch] = []
-    for cart_id in cart_ids:
-        found += verify_cart(cart_id)
-    return found

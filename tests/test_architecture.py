@@ -30,6 +30,8 @@ INTERNALS = ("cartsvc.cache", "cartsvc.image", "cartsvc.store", "cartsvc.models"
 # included, may import. Everything else in cartsvc is internal and may change.
 PUBLIC_API = (
     "cartsvc.service",
+    "cartsvc.operations",
+    "cartsvc.health",
     "cartsvc.catalog",
     "cartsvc.conf",
     "cartsvc.shop",
@@ -177,3 +179,151 @@ def test_the_apps_own_edges_go_through_the_service(path):
     allowed = ("cartsvc.models",) if path.name == "admin.py" else ()
     touched = {n for n in imports_of(path) if n.startswith(INTERNALS) and not n.startswith(allowed)}
     assert not touched, f"{path} bypasses cartsvc.service: {touched}"
+
+
+OPERATOR_FUNCTIONS = (
+    "memory_image",
+    "in_memory",
+    "rows_state",
+    "evict_cart",
+    "rehydrate_cart",
+    "rebuild_rows",
+    "verify_carts",
+    "Repair",
+    "repair_cart",
+    "WarmResult",
+    "warm_carts",
+    "count_active",
+)
+
+
+def test_the_service_keeps_commands_and_queries_and_each_operator_function_has_one_home():
+    """Health probes and operator functions live in their own modules, once: the service
+    re-exports none of them."""
+    from cartsvc import health, operations, service
+
+    assert callable(health.health)
+    assert not hasattr(service, "health")
+    for name in OPERATOR_FUNCTIONS:
+        assert hasattr(operations, name), name
+        assert not hasattr(service, name), f"cartsvc.service.{name} is still there"
+
+
+def test_the_warming_pipeline_is_run_in_one_place():
+    """`operations.warm_carts` orders the pipeline (claim, load, fill); the image keeps only
+    its cache steps, with no second, unused pipeline of its own."""
+    from cartsvc import image, operations
+
+    assert callable(operations.warm_carts)
+    assert callable(image.warm_claim) and callable(image.warm_fill)
+    assert not hasattr(image, "warm"), "image.warm: a second warming pipeline, never called"
+    assert not hasattr(image, "warm_load"), "the load step belongs to the pipeline"
+
+
+def test_no_dead_helpers_are_left():
+    """Functions nothing called (issue 11): the store's line and money helpers, verify's
+    batch wrapper (operations.verify_carts is the one that runs)."""
+    from cartsvc import store, verify
+
+    assert not hasattr(store, "lines_of")
+    assert not hasattr(store, "money_str")
+    assert not hasattr(verify, "verify")
+
+
+# ---------------------------------------------------------------- no import cycles
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def is_module(name: str) -> bool:
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The cartsvc modules a file imports, at the top or inside a function: `from cartsvc
+    import image` names the module cartsvc.image, `from cartsvc.image import cart_key` too."""
+    here = module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the file's package
+                parent = package[: len(package) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] != "cartsvc":
+                continue
+            while name and not is_module(name):  # cartsvc.image.cart_key -> cartsvc.image
+                name = name.rpartition(".")[0]
+            if name and name != "cartsvc":
+                found.add(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in python_files("cartsvc"):
+        graph[module_name(path)] = imported_modules(path) - {module_name(path)}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def test_the_cycle_finder_finds_cycles():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"f"}, "f": set()}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_import_graph_sees_function_level_imports():
+    assert "cartsvc.service" in import_graph()["cartsvc.apps"]  # imported inside a function
+    assert "cartsvc.image" in import_graph()["cartsvc.service"]  # from cartsvc import image
+
+
+def test_the_apps_modules_import_each_other_without_cycles():
+    """Imports flow one way inside cartsvc too: no module imports itself back through
+    others (a cycle hidden in a function-level import included)."""
+    assert cycles(import_graph()) == []

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.test import Client
 
-from cartsvc import service
+from cartsvc import operations, service
 from tests.factories import make_cart, make_discount, make_products
 
 CHANGELIST = "/admin/cartsvc/cart/"
@@ -57,7 +57,7 @@ def cart(catalog, shopper) -> service.Cart:
     """Carol's cart: SKU-1 x2 (3.50), SKU-2 x1 (5.50), the TEN discount; warm in memory."""
     made = make_cart({"SKU-1": 2, "SKU-2": 1}, owner_id=shopper.id)
     service.apply_discount(made.id, "TEN")
-    return service.rehydrate_cart(made.id)
+    return operations.rehydrate_cart(made.id)
 
 
 def listed(response) -> list[str]:

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from cartsvc import service
+from cartsvc import operations
 from cartsvc.models import Cart
 from tests.admin.conftest import CHANGELIST, detail_url, operate_url
 
@@ -28,7 +28,7 @@ def test_anonymous_visitors_are_sent_to_the_login_page(cart):
     for path in pages(cart.id):
         assert_sent_to_login(client.get(path), path)
     assert_sent_to_login(client.post(operate_url(cart.id, "evict")), "operate")
-    assert service.in_memory([cart.id]) == {cart.id}
+    assert operations.in_memory([cart.id]) == {cart.id}
 
 
 def test_a_logged_in_customer_who_is_not_staff_is_refused(cart, shopper):
@@ -41,7 +41,7 @@ def test_a_logged_in_customer_who_is_not_staff_is_refused(cart, shopper):
         CHANGELIST, {"action": "evict_selected", "_selected_action": [cart.id], "index": "0"}
     )
     assert_sent_to_login(response, "action")
-    assert service.in_memory([cart.id]) == {cart.id}  # nothing ran
+    assert operations.in_memory([cart.id]) == {cart.id}  # nothing ran
     # The login page refuses the customer's own credentials too.
     login = Client().post(
         "/admin/login/?next=/admin/",
@@ -76,7 +76,7 @@ def test_view_only_staff_inspect_but_can_not_operate(cart):
         CHANGELIST, {"action": "evict_selected", "_selected_action": [cart.id], "index": "0"}
     )
     assert response.status_code in (200, 302)
-    assert service.in_memory([cart.id]) == {cart.id}
+    assert operations.in_memory([cart.id]) == {cart.id}
 
 
 def test_staff_with_the_operate_permission_may_operate(cart):
@@ -85,7 +85,7 @@ def test_staff_with_the_operate_permission_may_operate(cart):
     client = Client()
     client.force_login(user)
     assert client.post(operate_url(cart.id, "evict")).status_code == 302
-    assert service.in_memory([cart.id]) == set()
+    assert operations.in_memory([cart.id]) == set()
 
 
 def test_nobody_adds_changes_or_deletes_a_cart(staff_client, cart):

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from cartsvc import admin as cart_admin
-from cartsvc import service
+from cartsvc import operations, service
 from cartsvc.models import CartLine
 from tests.admin.conftest import CHANGELIST, detail_url, operate_url, page_text
 from tests.factories import make_cart
@@ -62,7 +62,7 @@ def test_evict_from_the_page(csrf_client, cart):
     response = operate(csrf_client, cart.id, "evict")
     assert response.redirect_chain[-1] == (detail_url(cart.id), 302)
     assert messages_of(response) == [f"Evicted cart {cart.id} from memory."]
-    assert service.in_memory([cart.id]) == set()
+    assert operations.in_memory([cart.id]) == set()
     assert "Not in memory" in page_text(response)  # the page after the redirect agrees
 
     again = operate(csrf_client, cart.id, "evict")
@@ -70,11 +70,11 @@ def test_evict_from_the_page(csrf_client, cart):
 
 
 def test_rehydrate_from_the_page(csrf_client, cart):
-    service.evict_cart(cart.id)
+    operations.evict_cart(cart.id)
     response = operate(csrf_client, cart.id, "rehydrate")
     assert messages_of(response) == [f"Rehydrated cart {cart.id} at version 4."]
-    assert service.in_memory([cart.id]) == {cart.id}
-    assert service.memory_image(cart.id) == service.get_cart(cart.id)
+    assert operations.in_memory([cart.id]) == {cart.id}
+    assert operations.memory_image(cart.id) == service.get_cart(cart.id)
 
 
 def test_verify_reports_a_tampered_row_and_rebuild_repairs_it(csrf_client, cart):
@@ -120,7 +120,7 @@ def test_each_operation_calls_the_service_only(staff_client, cart):
         "verify": "verify_carts",
     }
     for operation, function in calls.items():
-        with mock.patch.object(service, function, wraps=getattr(service, function)) as spy:
+        with mock.patch.object(operations, function, wraps=getattr(operations, function)) as spy:
             response = staff_client.post(operate_url(cart.id, operation))
         assert response.status_code == 302, operation
         assert spy.call_count == 1, operation
@@ -130,7 +130,7 @@ def test_each_operation_calls_the_service_only(staff_client, cart):
 def test_an_operation_needs_post_and_a_csrf_token(csrf_client, cart):
     assert csrf_client.get(operate_url(cart.id, "evict")).status_code == 405
     assert csrf_client.post(operate_url(cart.id, "evict")).status_code == 403  # no token
-    assert service.in_memory([cart.id]) == {cart.id}
+    assert operations.in_memory([cart.id]) == {cart.id}
 
 
 def test_an_unknown_operation_or_cart(staff_client, cart):
@@ -159,7 +159,7 @@ def test_evict_and_rehydrate_selected(staff_client, catalog):
     carts = [make_cart({"SKU-1": 1}).id for _ in range(3)]
     response = run_action(staff_client, "evict_selected", carts[:2])
     assert messages_of(response) == ["Evicted 2 carts from memory."]
-    assert service.in_memory(carts) == {carts[2]}
+    assert operations.in_memory(carts) == {carts[2]}
 
     response = run_action(staff_client, "evict_selected", carts)
     assert messages_of(response) == [
@@ -169,7 +169,7 @@ def test_evict_and_rehydrate_selected(staff_client, catalog):
 
     response = run_action(staff_client, "rehydrate_selected", carts)
     assert messages_of(response) == ["Rehydrated 3 carts into memory."]
-    assert service.in_memory(carts) == set(carts)
+    assert operations.in_memory(carts) == set(carts)
 
 
 def test_rebuild_and_verify_selected(staff_client, catalog):
@@ -207,7 +207,7 @@ def test_an_action_on_too_many_carts_is_refused(staff_client, catalog, monkeypat
     assert messages_of(response) == [
         "Select at most 2 carts for one action (the management commands handle any number)."
     ]
-    assert service.in_memory(carts) == set(carts)
+    assert operations.in_memory(carts) == set(carts)
 
 
 def test_select_all_is_offered_only_up_to_what_an_action_takes(staff_client, catalog, monkeypatch):
@@ -235,11 +235,11 @@ def test_select_all_is_offered_only_up_to_what_an_action_takes(staff_client, cat
         "the filters or the search" in note
     )
     # A select-across sent anyway (an old page) is still refused, changing nothing.
-    service.rehydrate_cart(carts[0])
+    operations.rehydrate_cart(carts[0])
     response = staff_client.post(
         CHANGELIST,
         {"action": "evict_selected", "_selected_action": carts[:1], "select_across": "1"},
         follow=True,
     )
     assert messages_of(response)[0].startswith("Select at most 3 carts for one action")
-    assert service.in_memory(carts) >= {carts[0], carts[3]}
+    assert operations.in_memory(carts) >= {carts[0], carts[3]}

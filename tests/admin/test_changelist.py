@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from cartsvc import service
+from cartsvc import operations, service
 from cartsvc.admin import InMemoryFilter
 from cartsvc.models import Cart
 from tests.admin.conftest import CHANGELIST, listed, page_text
@@ -30,7 +30,7 @@ def test_the_list_drops_the_app_sidebar_for_the_tables_width(staff_client, cart)
 
 def test_the_list_shows_every_column(staff_client, cart, shopper, catalog):
     anonymous = make_cart({"SKU-3": 4})
-    service.evict_cart(anonymous.id)
+    operations.evict_cart(anonymous.id)
 
     response = staff_client.get(CHANGELIST)
 
@@ -80,10 +80,10 @@ def test_saved_for_later_lines_count_in_neither_lines_nor_total(staff_client, ca
 
 
 def page_cost(client, n: int) -> tuple[int, int, int]:
-    """(SQL queries, Redis round trips, service.in_memory calls) of one changelist page."""
-    calls = mock.Mock(wraps=service.in_memory)
+    """(SQL queries, Redis round trips, operations.in_memory calls) of one changelist page."""
+    calls = mock.Mock(wraps=operations.in_memory)
     with (
-        mock.patch.object(service, "in_memory", calls),
+        mock.patch.object(operations, "in_memory", calls),
         CaptureQueriesContext(connection) as queries,
         count_round_trips() as trips,
     ):
@@ -96,14 +96,14 @@ def test_a_page_costs_one_cache_call_and_a_constant_number_of_queries(staff_clie
     for i in range(3):
         made = make_cart({"SKU-1": 1, "SKU-2": i + 1})
         if i % 2:
-            service.evict_cart(made.id)
+            operations.evict_cart(made.id)
     staff_client.get(CHANGELIST)  # the session is loaded once outside the measurement
     small = page_cost(staff_client, 3)
 
     for i in range(12):
         made = make_cart({"SKU-3": 1, "SKU-4": 2, "SKU-5": i + 1})
         if i % 2:
-            service.evict_cart(made.id)
+            operations.evict_cart(made.id)
     large = page_cost(staff_client, 15)
 
     assert small[1:] == (1, 1), small  # ONE pipelined cache call for the whole page
@@ -114,7 +114,7 @@ def test_a_page_costs_one_cache_call_and_a_constant_number_of_queries(staff_clie
 def test_the_in_memory_column_is_right_for_every_row(staff_client, catalog):
     carts = [make_cart({"SKU-1": 1}) for _ in range(6)]
     for made in carts[::2]:
-        service.evict_cart(made.id)
+        operations.evict_cart(made.id)
     rows = staff_client.get(CHANGELIST).context["cl"].result_list
     assert {str(r.pk): r.in_memory_now for r in rows} == {
         c.id: i % 2 == 1 for i, c in enumerate(carts)
@@ -166,10 +166,10 @@ def test_filter_in_memory_yes_and_no(staff_client, catalog):
     warm = [make_cart({"SKU-1": 1}) for _ in range(2)]
     cold = [make_cart({"SKU-2": 1}) for _ in range(3)]
     for made in cold:
-        service.evict_cart(made.id)
+        operations.evict_cart(made.id)
 
-    calls = mock.Mock(wraps=service.in_memory)
-    with mock.patch.object(service, "in_memory", calls):
+    calls = mock.Mock(wraps=operations.in_memory)
+    with mock.patch.object(operations, "in_memory", calls):
         yes = staff_client.get(CHANGELIST, {"in_memory": "yes"})
     assert set(listed(yes)) == {c.id for c in warm}
     assert all(r.in_memory_now for r in yes.context["cl"].result_list)
@@ -181,25 +181,25 @@ def test_filter_in_memory_yes_and_no(staff_client, catalog):
 
     # Combined with another filter: the cache is asked about the remaining carts only.
     service.checkout(warm[0].id)
-    service.rehydrate_cart(warm[0].id)
+    operations.rehydrate_cart(warm[0].id)
     both = staff_client.get(CHANGELIST, {"in_memory": "yes", "status": "open"})
     assert listed(both) == [warm[1].id]
 
 
 def test_the_in_memory_filter_is_bounded_and_says_so(staff_client, catalog, monkeypatch):
     carts = [make_cart({"SKU-1": 1}) for _ in range(4)]  # newest last
-    service.evict_cart(carts[0].id)  # the oldest: outside a window of 2
-    service.evict_cart(carts[3].id)  # the newest: inside it
+    operations.evict_cart(carts[0].id)  # the oldest: outside a window of 2
+    operations.evict_cart(carts[3].id)  # the newest: inside it
     monkeypatch.setattr(InMemoryFilter, "scan_limit", 2)
 
     asked: list[list[str]] = []
-    real = service.in_memory
+    real = operations.in_memory
 
     def spy(ids):
         asked.append(list(ids))
         return real(ids)
 
-    monkeypatch.setattr(service, "in_memory", spy)
+    monkeypatch.setattr(operations, "in_memory", spy)
     no = staff_client.get(CHANGELIST, {"in_memory": "no"})
     yes = staff_client.get(CHANGELIST, {"in_memory": "yes"})
 
@@ -219,8 +219,8 @@ def test_no_filter_value_leaves_the_list_alone(staff_client, catalog):
 
 def test_no_facet_counts_even_when_asked(staff_client, catalog):
     make_cart({"SKU-1": 1})
-    calls = mock.Mock(wraps=service.in_memory)
-    with mock.patch.object(service, "in_memory", calls):
+    calls = mock.Mock(wraps=operations.in_memory)
+    with mock.patch.object(operations, "in_memory", calls):
         response = staff_client.get(CHANGELIST, {"_facets": "True", "in_memory": "yes"})
     assert response.status_code == 200
     assert "Show counts" not in page_text(response)

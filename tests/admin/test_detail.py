@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from cartsvc import image, service
+from cartsvc import image, operations, service
 from cartsvc.events import dump_state
 from cartsvc.models import Cart, CartEvent, CartLine
 from tests.admin.conftest import detail_url, page_text, section
@@ -57,7 +57,7 @@ def page_text_of(response, testid: str) -> str:
 
 
 def test_a_cart_not_in_memory_says_so_and_stays_out(staff_client, cart):
-    service.evict_cart(cart.id)
+    operations.evict_cart(cart.id)
     response = staff_client.get(detail_url(cart.id))
     text = page_text(response)
     assert "not in memory" in text
@@ -65,7 +65,7 @@ def test_a_cart_not_in_memory_says_so_and_stays_out(staff_client, cart):
     assert 'data-testid="memory-lines"' not in response.content.decode()
     assert 'data-sku="SKU-1"' in section(response, "rows-lines")
     # Looking is not touching: the page rehydrated nothing.
-    assert service.in_memory([cart.id]) == set()
+    assert operations.in_memory([cart.id]) == set()
 
 
 def test_a_row_changed_behind_the_services_back_is_highlighted(staff_client, cart):
@@ -134,7 +134,7 @@ def test_rows_and_memory_that_agree_with_each_other_but_not_the_log(staff_client
     store = image.image_store()
     if not hasattr(store, "client"):
         pytest.skip("plants a Redis entry")
-    wrong = service.rows_state(cart.id)
+    wrong = operations.rows_state(cart.id)
     store.client.hset(store.key(cart.id), "v", wrong.version)
     store.client.set(store.data_key(cart.id), dump_state(wrong))
 

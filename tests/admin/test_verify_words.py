@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from cartsvc import image, service
+from cartsvc import image, operations, service
 from cartsvc.events import dump_state
 from cartsvc.models import Cart, CartLine, CartSnapshot
 from cartsvc.verify import Mismatch
@@ -15,7 +15,7 @@ from tests.factories import make_cart
 
 
 def found(cart_id: str) -> list[Mismatch]:
-    return list(service.verify_carts([cart_id]))
+    return list(operations.verify_carts([cart_id]))
 
 
 def plant(cart: service.Cart) -> None:

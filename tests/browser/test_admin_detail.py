@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, expect
 
 from carts.models import DiscountCode, Product
-from cartsvc import service
+from cartsvc import operations, service
 from cartsvc.models import CartLine
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,7 +42,7 @@ def shop_cart(db) -> str:
     service.add_line(cart.id, "LAMP-04", 1)
     service.save_for_later(cart.id, 4)
     service.apply_discount(cart.id, "WELCOME10")
-    service.rehydrate_cart(cart.id)
+    operations.rehydrate_cart(cart.id)
     return cart.id
 
 

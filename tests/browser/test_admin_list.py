@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, expect
 
 from cartsvc import admin as cart_admin
-from cartsvc import service
+from cartsvc import operations
 from tests.factories import make_cart, make_products
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,7 +31,7 @@ def carts(db) -> list[str]:
             f"shopper{n}", email=f"a.rather.long.address{n}@customers.example", password="pw-2026"
         )
         made.append(make_cart({"SKU-1": 2, "SKU-2": n + 1}, owner_id=owner.id).id)
-    service.evict_cart(made[0])
+    operations.evict_cart(made[0])
     return made
 
 

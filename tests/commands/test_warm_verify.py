@@ -14,7 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from cartsvc import image, service
+from cartsvc import image, operations, service
 from cartsvc.events import dump_state, state_to_dict
 from cartsvc.models import Cart, CartLine, CartSnapshot
 from cartsvc.progress import counted
@@ -78,7 +78,7 @@ class TestWarm:
             service.get_cart(carts[0].id)  # the lease is granted outside the measurement
             image.evict(carts[0].id)
             with CaptureQueriesContext(connection) as queries:
-                result = service.warm_carts(batch_size=100)
+                result = operations.warm_carts(batch_size=100)
             assert result.warmed >= n
             counts.append(len(queries))
         assert counts[0] == counts[1] <= 3
@@ -94,7 +94,7 @@ class TestWarm:
             newer["cart"] = service.add_line(raced.id, "SKU-1", 1)
 
         image.HOOKS["before_warm_fill"] = writer_publishes_first
-        result = service.warm_carts()
+        result = operations.warm_carts()
         assert (result.warmed, result.already, result.failed) == (1, 2, 0)
         cached = image.peek([warm.id, cold.id, raced.id])
         assert cached == {warm.id: warm, cold.id: cold, raced.id: newer["cart"]}
@@ -113,10 +113,10 @@ class TestWarm:
             service.get_cart(cart_id)
         output = run("warm_carts", "--dry-run", "--batch-size", "2")
         assert DRY_RUN.match(output.strip().splitlines()[-1]).groups() == ("4", "3", "0"), output
-        assert service.in_memory([c.id for c in carts]) == warm
-        result = service.warm_carts(dry_run=True)
+        assert operations.in_memory([c.id for c in carts]) == warm
+        result = operations.warm_carts(dry_run=True)
         assert (result.warmed, result.already, result.failed, result.seen) == (4, 3, 0, 7)
-        assert service.in_memory([c.id for c in carts]) == warm
+        assert operations.in_memory([c.id for c in carts]) == warm
         # The real run then does what the dry run said.
         assert summary(run("warm_carts")) == (4, 3, 0)
 
@@ -241,7 +241,7 @@ class TestRepair:
         )
         assert run("verify_carts", "--all").strip() == "checked 4 carts: all carts consistent"
         for cart in (good, rows, memory, both):
-            assert service.rows_state(cart.id) == cart
+            assert operations.rows_state(cart.id) == cart
             assert service.get_cart(cart.id) == cart
 
     def test_what_the_log_can_not_repair_is_reported_and_exits_1(self, products, settings):
@@ -261,7 +261,7 @@ class TestRepair:
         assert f"REPAIRED {fixable.id}: rows rebuilt from the event log" in lines
         # The memory entry is the fold: only the snapshot disagrees, so it stays.
         assert f"NOT REPAIRED {cart.id}: nothing could be done" in lines
-        assert service.memory_image(cart.id) == cart
+        assert operations.memory_image(cart.id) == cart
         still = f"STILL MISMATCH {cart.id}: the latest snapshot and the events after it say"
         assert any(line.startswith(still) for line in lines)
         assert lines[-1] == (
@@ -270,16 +270,16 @@ class TestRepair:
 
     def test_repair_cart_says_what_it_found_and_did(self, products):
         cart = make_cart({"SKU-1": 2})
-        assert service.repair_cart(cart.id) == service.Repair(cart.id, [], [], [])
+        assert operations.repair_cart(cart.id) == operations.Repair(cart.id, [], [], [])
         CartLine.objects.filter(cart_id=cart.id).update(quantity=5)
-        repair = service.repair_cart(cart.id)
+        repair = operations.repair_cart(cart.id)
         assert [m.what for m in repair.found] == ["rows"]
         assert repair.done == ["rows rebuilt from the event log"]
         assert repair.remaining == [] and repair.repaired
         with pytest.raises(service.NotFound):
-            service.repair_cart("not-a-cart")
+            operations.repair_cart("not-a-cart")
         with pytest.raises(service.NotFound):
-            service.repair_cart(str(uuid.uuid4()))
+            operations.repair_cart(str(uuid.uuid4()))
 
     def test_unknown_ids_are_not_repaired(self, products):
         out = io.StringIO()
@@ -291,18 +291,18 @@ class TestRepair:
         cart = make_cart({"SKU-1": 2, "SKU-2": 1})
         CartLine.objects.filter(cart_id=cart.id, sku="SKU-2").delete()
         Cart.objects.filter(id=cart.id).update(discount_code="BOGUS", discount_kind="fixed")
-        assert list(service.verify_carts([cart.id]))
-        assert service.rebuild_rows(cart.id) == cart
-        assert list(service.verify_carts([cart.id])) == []
+        assert list(operations.verify_carts([cart.id]))
+        assert operations.rebuild_rows(cart.id) == cart
+        assert list(operations.verify_carts([cart.id])) == []
         assert service.get_cart(cart.id) == cart
 
     def test_evict_and_rehydrate(self, products):
         cart = make_cart({"SKU-1": 2})
-        assert service.in_memory([cart.id]) == {cart.id}
-        assert service.evict_cart(cart.id) is True
-        assert service.memory_image(cart.id) is None
-        assert service.rehydrate_cart(cart.id) == cart
-        assert service.memory_image(cart.id) == cart
+        assert operations.in_memory([cart.id]) == {cart.id}
+        assert operations.evict_cart(cart.id) is True
+        assert operations.memory_image(cart.id) is None
+        assert operations.rehydrate_cart(cart.id) == cart
+        assert operations.memory_image(cart.id) == cart
 
 
 def test_counted_nouns():

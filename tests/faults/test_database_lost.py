@@ -21,7 +21,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from cartsvc import metrics, service
+from cartsvc import metrics, operations, service
 from tests import servers
 from tests.api.conftest import call
 from tests.factories import make_cart
@@ -117,7 +117,7 @@ def test_a_statement_the_server_aborted_is_retried_and_applied_once(products):
     assert after.version == cart.version + 1
     assert [line.quantity for line in after.lines] == [1, 1]
     assert metrics.value("database_errors", outcome="retried") == 1
-    assert list(service.verify_carts([cart.id])) == []
+    assert list(operations.verify_carts([cart.id])) == []
 
 
 def test_a_commit_lost_without_a_key_is_503_outcome_unknown_in_json(products):
@@ -133,8 +133,8 @@ def test_a_commit_lost_without_a_key_is_503_outcome_unknown_in_json(products):
     # cache's back (a reader could have refilled the entry meanwhile). The service ended it
     # before it answered: here it never commits, and memory and rows agree.
     time.sleep(0.5)
-    assert service.get_cart(cart.id) == service.rows_state(cart.id) == cart
-    assert list(service.verify_carts([cart.id])) == []
+    assert service.get_cart(cart.id) == operations.rows_state(cart.id) == cart
+    assert list(operations.verify_carts([cart.id])) == []
 
 
 def test_a_commit_lost_with_a_key_is_settled_inside_the_service_and_applied_once(products):
@@ -153,7 +153,7 @@ def test_a_commit_lost_with_a_key_is_settled_inside_the_service_and_applied_once
     )
     assert again.content == response.content  # the retry answers the first outcome
     assert service.get_cart(cart.id) == after
-    assert list(service.verify_carts([cart.id])) == []
+    assert list(operations.verify_carts([cart.id])) == []
 
 
 def test_a_connection_lost_while_idle_is_retried_on_a_fresh_one(products):
@@ -248,7 +248,7 @@ def test_backends_terminated_under_load_no_500_no_html_each_add_applied_once(pro
     for cart_id, count in intended.items():
         state = service.get_cart(cart_id)
         assert sum(line.quantity for line in state.lines) == count, cart_id
-    assert list(service.verify_carts()) == []
+    assert list(operations.verify_carts()) == []
 
 
 def post(port: int, cart_id: str, key: str) -> tuple[int, str]:

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, transaction
 from django.test import Client
 
-from cartsvc import image, service, store
+from cartsvc import image, operations, service, store
 from tests.api.conftest import call
 from tests.factories import make_cart
 
@@ -50,11 +50,11 @@ def test_a_rolled_back_command_never_reaches_the_cache(products):
         inside = service.add_line(cart.id, "SKU-2", 1)
         assert service.get_cart(cart.id) == inside  # the transaction sees its own write
         assert read_elsewhere(cart.id) == cart  # nobody else does
-        assert service.memory_image(cart.id) in (None, cart)
+        assert operations.memory_image(cart.id) in (None, cart)
         raise Rollback
     assert service.get_cart(cart.id) == cart
-    assert service.memory_image(cart.id) in (None, cart)
-    assert list(service.verify_carts([cart.id])) == []
+    assert operations.memory_image(cart.id) in (None, cart)
+    assert list(operations.verify_carts([cart.id])) == []
 
 
 def test_a_committed_command_is_published_when_the_transaction_commits(products):
@@ -62,7 +62,7 @@ def test_a_committed_command_is_published_when_the_transaction_commits(products)
     with transaction.atomic():
         after = service.add_line(cart.id, "SKU-2", 1)
         assert b"m" in control_hash(cart.id)  # still locked: readers use the database
-    assert service.memory_image(cart.id) == after
+    assert operations.memory_image(cart.id) == after
     assert b"m" not in control_hash(cart.id)  # and released
     assert service.get_cart(cart.id) == after
 
@@ -80,8 +80,8 @@ def test_commands_on_one_cart_in_one_transaction_do_not_wait_for_each_other(prod
     assert store.dirty_marks() == []
     # Published by the first command's callback, dropped by the later ones' (the next read
     # rehydrates it): never a state that might not be the last.
-    assert service.memory_image(cart.id) in (None, last)
-    assert service.get_cart(cart.id) == last == service.rows_state(cart.id)
+    assert operations.memory_image(cart.id) in (None, last)
+    assert service.get_cart(cart.id) == last == operations.rows_state(cart.id)
 
 
 def test_after_commit_callbacks_wait_for_the_callers_commit(products):
@@ -110,7 +110,7 @@ def test_the_api_under_atomic_requests(products, monkeypatch):
         assert answer.status_code == 200, answer.content
     body = orjson.loads(call(client, "GET", f"carts/{cart_id}").content)
     assert body["version"] == 4 and [line["quantity"] for line in body["lines"]] == [2, 1]
-    assert service.memory_image(cart_id) == service.rows_state(cart_id)
+    assert operations.memory_image(cart_id) == operations.rows_state(cart_id)
     assert b"m" not in control_hash(cart_id)
 
 
@@ -125,6 +125,6 @@ def test_a_savepoint_rolled_back_inside_the_transaction_is_never_published(produ
         last = service.set_quantity(cart.id, 1, 4)
     assert last.version == kept.version + 1
     assert [line.sku for line in last.lines] == ["SKU-1", "SKU-2"]
-    assert service.memory_image(cart.id) in (None, last)
-    assert service.get_cart(cart.id) == last == service.rows_state(cart.id)
-    assert list(service.verify_carts([cart.id])) == []
+    assert operations.memory_image(cart.id) in (None, last)
+    assert service.get_cart(cart.id) == last == operations.rows_state(cart.id)
+    assert list(operations.verify_carts([cart.id])) == []

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from carts.models import Product
-from cartsvc import image, service, store
+from cartsvc import image, operations, service, store
 from cartsvc.models import Cart as CartRow
 from cartsvc.models import CartEvent
 from tests.factories import make_cart
@@ -32,7 +32,7 @@ def event_types(cart_id: str) -> list[str]:
 
 def assert_consistent(*cart_ids: str) -> None:
     """Rows = events = memory for each cart (what verify_carts checks)."""
-    assert list(service.verify_carts(list(cart_ids))) == []
+    assert list(operations.verify_carts(list(cart_ids))) == []
     for cart_id in cart_ids:
         assert store.load_from_rows(cart_id) == store.load_from_events(cart_id)
 

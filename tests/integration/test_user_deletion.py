@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
-from cartsvc import service
+from cartsvc import operations, service
 from tests.factories import make_cart
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("needs_redis")]
@@ -37,10 +37,10 @@ def assert_closed_for_everyone(cart_id: str) -> None:
 
 
 def assert_rows_events_memory_agree(*cart_ids: str) -> None:
-    assert list(service.verify_carts(list(cart_ids))) == []
+    assert list(operations.verify_carts(list(cart_ids))) == []
     for cart_id in cart_ids:
-        memory = service.memory_image(cart_id)
-        assert memory is None or memory == service.rows_state(cart_id)
+        memory = operations.memory_image(cart_id)
+        assert memory is None or memory == operations.rows_state(cart_id)
 
 
 def test_deleting_a_user_closes_every_cart_of_theirs_in_memory_and_rows(products):
@@ -55,10 +55,10 @@ def test_deleting_a_user_closes_every_cart_of_theirs_in_memory_and_rows(products
 
     for cart_id in (order.id, cart.id):
         assert_closed_for_everyone(cart_id)
-    assert service.memory_image(cart.id) == service.rows_state(cart.id)  # published
+    assert operations.memory_image(cart.id) == operations.rows_state(cart.id)  # published
     assert_rows_events_memory_agree(order.id, cart.id)
     # Evicted and read again from the database: still no one's.
-    service.evict_cart(cart.id)
+    operations.evict_cart(cart.id)
     assert_closed_for_everyone(cart.id)
 
 
@@ -118,7 +118,7 @@ def test_a_deletion_rolled_back_leaves_the_carts_open_and_the_cache_not_ahead(pr
         raise Rollback
     assert users().filter(pk=pk).exists()
     assert service.get_cart(cart.id, as_user=pk) == cart
-    assert service.memory_image(cart.id) in (None, cart)
+    assert operations.memory_image(cart.id) in (None, cart)
     assert_rows_events_memory_agree(cart.id)
 
 

@@ -207,3 +207,16 @@ def test_multiprocess_mode_sums_every_process(tmp_path):
     assert found("cartimage_rehydrate_seconds_bucket", source="rows", le="0.0025") == 2
     assert found("cartimage_rehydrations_total", source="rows") == 0
     assert found.get("cartimage_carts_in_memory") is not None
+
+
+def test_a_registered_gauge_is_asked_at_each_scrape(scrape, monkeypatch):
+    """The gauges come from callbacks their owners register (the image registers
+    carts_in_memory), so metrics imports nothing of the app."""
+    answers = iter([7, None])
+    monkeypatch.setattr(metrics, "_gauges", dict(metrics._gauges))
+    metrics.gauge("test_answers", "A test's gauge.", lambda: next(answers))
+    first, second = scrape(), scrape()
+    assert first("cartimage_test_answers") == 7
+    assert second.get("cartimage_test_answers") is None
+    assert second.types["cartimage_test_answers"] == "gauge"
+    assert second.get("cartimage_carts_in_memory") is not None

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cartsvc import service
+from cartsvc import operations, service
 from cartsvc.progress import Progress, counted
 
 
@@ -29,7 +29,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         ids = None if options["all"] else options["ids"]
-        total = service.count_active(None) if ids is None else len(ids)
+        total = operations.count_active(None) if ids is None else len(ids)
         progress = Progress(self.stdout._out, total, "verifying")
         checked = mismatches = 0
 
@@ -39,7 +39,7 @@ class Command(BaseCommand):
             progress.advance(n)
 
         carts: dict[str, None] = {}  # the carts with a mismatch, in the order found
-        for mismatch in service.verify_carts(ids, progress=one_checked):
+        for mismatch in operations.verify_carts(ids, progress=one_checked):
             mismatches += 1
             carts[mismatch.cart_id] = None
             progress.clear()
@@ -68,7 +68,7 @@ class Command(BaseCommand):
         still = 0
         for cart_id in cart_ids:
             try:
-                repair = service.repair_cart(cart_id)
+                repair = operations.repair_cart(cart_id)
             except service.NotFound:
                 repair = None
             progress.clear()

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cartsvc import service
+from cartsvc import operations
 from cartsvc.progress import Progress, counted
 
 
@@ -45,12 +45,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        total = service.count_active(options["active_within"])
+        total = operations.count_active(options["active_within"])
         if options["limit"] is not None:
             total = min(total, options["limit"])
         label = "checking" if options["dry_run"] else "warming"
         progress = Progress(self.stdout._out, total, label)
-        result = service.warm_carts(
+        result = operations.warm_carts(
             active_within=options["active_within"],
             limit=options["limit"],
             batch_size=options["batch_size"],
