@@ -45,6 +45,9 @@ def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     # setuptools reuses build/lib: a module deleted since the last build would ride along.
     shutil.rmtree(ROOT / "build", ignore_errors=True)
+    # An earlier build's egg-info lists the files it shipped, and setuptools ships them again:
+    # that would hide a missing package-data pattern (the Lua scripts, the templates).
+    shutil.rmtree(ROOT / "cartsvc.egg-info", ignore_errors=True)
     run(sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, ROOT)
     (found,) = out.glob("cartsvc-*.whl")
     return found
