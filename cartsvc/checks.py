@@ -2,8 +2,8 @@
 
 | id | what |
 |---|---|
-| cartimage.E001 | `BACKEND` is neither "redis" nor "embedded" |
-| cartimage.E002 | `BACKEND` is "redis" but `REDIS_ALIAS` names no django-redis cache in CACHES |
+| cartimage.E001 | `BACKEND` is neither "redis", "embedded" nor the path of a backend module |
+| cartimage.E002 | `BACKEND` is Redis but `REDIS_ALIAS` names no django-redis cache in CACHES |
 | cartimage.E003 | `CATALOG` is missing, can not be imported, or lacks a method of the port |
 | cartimage.E004 | a timeout, interval or limit is not a positive number |
 | cartimage.E005 | `REHYDRATE_FROM` is neither "rows" nor "events" |
@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
@@ -20,9 +21,8 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
 from cartsvc.catalog import REQUIRED_METHODS
-from cartsvc.conf import DEFAULTS
+from cartsvc.conf import BACKEND_ALIASES, DEFAULTS, backend_module
 
-BACKENDS = ("redis", "embedded")
 REDIS_CACHE_BACKEND = "django_redis.cache.RedisCache"
 # Seconds (or counts) that must be positive numbers.
 POSITIVE = (
@@ -80,9 +80,15 @@ def check_cartimage_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
 
 def _backend(value: dict[str, Any]) -> list[CheckMessage]:
     backend = value["BACKEND"]
-    if backend not in BACKENDS:
-        return [_error(1, f'CARTIMAGE["BACKEND"] is {backend!r}; use "redis" or "embedded"')]
-    if backend != "redis":
+    if problem := _backend_problem(backend):
+        return [
+            _error(
+                1,
+                f'CARTIMAGE["BACKEND"] is {backend!r}: {problem}; use "redis", "embedded" or a'
+                " backend module's path",
+            )
+        ]
+    if backend_module(backend) != BACKEND_ALIASES["redis"]:
         return []
     alias = value["REDIS_ALIAS"]
     cache = getattr(settings, "CACHES", {}).get(alias)
@@ -103,6 +109,19 @@ def _backend(value: dict[str, Any]) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def _backend_problem(backend: Any) -> str | None:
+    """Why `backend` names no backend module, or None when it does."""
+    if not isinstance(backend, str) or not backend:
+        return "not a module path"
+    try:
+        module = import_module(backend_module(backend))
+    except (ImportError, TypeError, ValueError) as exc:  # TypeError: a relative path
+        return f"can not be imported ({exc})"
+    if not callable(getattr(getattr(module, "Store", None), "from_settings", None)):
+        return "the module has no Store with from_settings() (see cartsvc.backends)"
+    return None
 
 
 def _catalog(path: Any) -> list[CheckMessage]:

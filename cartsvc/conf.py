@@ -11,6 +11,7 @@ DEFAULTS: dict[str, Any] = {
     "REHYDRATE_FROM": "rows",
     "MAX_LINE_QUANTITY": 99,
     "MAX_LINES": 100,
+    # A backend module's path, or the short name of a bundled one (BACKEND_ALIASES).
     "BACKEND": "embedded",
     "EMBEDDED_PATH": "var/image.sqlite3",
     "REDIS_ALIAS": "default",
@@ -33,6 +34,15 @@ DEFAULTS: dict[str, Any] = {
     # Decoded states kept per process, checked against the entry's version on every read.
     "LOCAL_STATES": 4096,
 }
+
+
+# The bundled backends' short names, kept so that existing settings go on working.
+BACKEND_ALIASES = {"redis": "cartsvc.backends.redis", "embedded": "cartsvc.backends.sqlite"}
+
+
+def backend_module(value: str) -> str:
+    """The module path a `BACKEND` setting names (a short name, or the path itself)."""
+    return BACKEND_ALIASES.get(value, value)
 
 
 class CartSettings:

@@ -26,14 +26,15 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
 from functools import partial, wraps
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from cartsvc import cache as c
 from cartsvc import domain as d
 from cartsvc import metrics, store
+from cartsvc.backends import base as c
+from cartsvc.backends import open_store
 from cartsvc.conf import conf
 from cartsvc.events import CodecError, dump_state, load_state
 
@@ -41,6 +42,7 @@ log = logging.getLogger("cartsvc.image")
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+P = ParamSpec("P")
 
 # Test hooks: name -> callable, run at named points of the protocol (see tests/faults).
 HOOKS: dict[str, Callable[..., None]] = {}
@@ -71,14 +73,7 @@ class _Derived:
             with _store_lock:
                 found = _stores.get(key)
                 if found is None:
-                    if conf.BACKEND == "redis":
-                        from django_redis import get_redis_connection
-
-                        client = get_redis_connection(conf.REDIS_ALIAS)
-                        found = c.RedisStore(client, conf.KEY_PREFIX)
-                    else:
-                        found = c.EmbeddedStore(conf.EMBEDDED_PATH)
-                    _stores[key] = found
+                    found = _stores[key] = open_store(conf.BACKEND)
         self.store = found
         self.keep_ms = _ms(max(conf.IDLE_TIMEOUT * 2, 60))
         self.local_states = conf.LOCAL_STATES
@@ -136,16 +131,22 @@ class _Breaker:
 breaker = _Breaker()
 
 
-def _cache(op: str, *args: Any) -> Any:
+def _guarded(call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`call(*args)`, a method of the store, behind the breaker: the one place that counts
+    cache errors and trips it (`_guarded(_store().read, cart_id, ...)`, typed end to end)."""
     if breaker.open_until:
         breaker.check()
     try:
-        return getattr(_current().store, op)(*args)
+        return call(*args, **kwargs)
     except c.CacheUnavailable as exc:
         breaker.trip()
         metrics.inc("redis_errors")
-        log.warning("cache %s failed, using the database: %s", op, exc)
+        log.warning("cache %s failed, using the database: %s", call.__name__, exc)
         raise
+
+
+def _store() -> c.ImageStore:
+    return _current().store
 
 
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -208,7 +209,7 @@ def reconcile() -> bool:
     while True:
         try:
             # The lock lives one lease: a reconciler killed midway costs at most that.
-            status, now_ms = _cache("reconcile_begin", token, _ms(conf.TRUST_LEASE))
+            status, now_ms = _guarded(_store().reconcile_begin, token, _ms(conf.TRUST_LEASE))
         except c.CacheUnavailable:
             return False
         if status == c.LEASED:
@@ -223,7 +224,9 @@ def reconcile() -> bool:
     try:
         with _savepoint_if_nested():
             marks = store.dirty_marks()
-        _cache("reconcile_end", token, now_ms + _ms(conf.TRUST_LEASE), [m[0] for m in marks])
+        _guarded(
+            _store().reconcile_end, token, now_ms + _ms(conf.TRUST_LEASE), [m[0] for m in marks]
+        )
     except (c.CacheUnavailable, DatabaseError) as exc:
         log.warning("reconcile failed: %s", exc)
         _give_up_reconcile(token)
@@ -256,7 +259,7 @@ def _give_up_reconcile(token: str) -> None:
     """Release the reconcile lock without granting a lease (no entry dropped), so that the
     next caller reconciles at once instead of waiting out the lock."""
     try:
-        _cache("reconcile_end", token, 0, [])
+        _guarded(_store().reconcile_end, token, 0, [])
     except c.CacheUnavailable:
         pass  # it expires after one lease
 
@@ -273,12 +276,12 @@ def _from_db(cart_id: str) -> d.Cart:
 
 def _release_claim(cart_id: str, token: str) -> None:
     try:
-        _cache("release_claim", cart_id, token)
+        _guarded(_store().release_claim, cart_id, token)
     except c.CacheUnavailable:
         pass  # the claim expires by itself; readers meanwhile wait briefly, then read SQL
 
 
-def _rehydrate(cart_id: str, gen: str, token: str) -> d.Cart:
+def _rehydrate(cart_id: str, gen: c.Generation, token: str) -> d.Cart:
     source = conf.REHYDRATE_FROM
     started = time.perf_counter()
     try:
@@ -295,7 +298,7 @@ def _rehydrate(cart_id: str, gen: str, token: str) -> d.Cart:
     metrics.inc("rehydrations", source=source)
     _hook("before_fill", cart_id=cart_id, cart=cart)
     try:
-        if _cache("fill", cart_id, gen, token, cart.version, dump_state(cart), _keep_ms()):
+        if _guarded(_store().fill, cart_id, gen, token, cart.version, dump_state(cart), _keep_ms()):
             _remember(cart, _current().local_states)
     except c.CacheUnavailable:
         pass
@@ -311,23 +314,28 @@ def read_cart(cart_id: str) -> d.Cart:
     for _attempt in range(200):
         known = _states.get(cart_id)
         try:
-            result = _cache(
-                "read", cart_id, token, 2000, derived.keep_ms, str(known.version) if known else ""
+            result = _guarded(
+                derived.store.read,
+                cart_id,
+                token,
+                2000,
+                derived.keep_ms,
+                str(known.version) if known else "",
             )
         except c.CacheUnavailable:
             return _from_db(cart_id)
-        status = result[0]
+        status = result.status
         if status == c.HIT_SAME and known is not None:
             metrics.inc("cache_hits")
             return known
         if status == c.HIT:
             try:
-                cart = load_state(result[1], cart_id)
+                cart = load_state(result.payload, cart_id)
             except CodecError as exc:
                 metrics.inc("bad_entries")
                 log.error("undecodable cache entry for cart %s dropped: %s", cart_id, exc)
                 try:
-                    _cache("evict", cart_id, None)
+                    _guarded(_store().evict, cart_id, None)
                 except c.CacheUnavailable:
                     pass
                 return _from_db(cart_id)
@@ -336,7 +344,7 @@ def read_cart(cart_id: str) -> d.Cart:
             return cart
         if status == c.CLAIMED:
             metrics.inc("cache_misses")
-            return _rehydrate(cart_id, result[1], token)
+            return _rehydrate(cart_id, result.gen, token)
         if status == c.BUSY:
             # A write is in flight (or its writer died): the database is the truth.
             return _from_db(cart_id)
@@ -379,8 +387,8 @@ class _Locks:
             while True:
                 known = _states.get(cart_id)
                 try:
-                    result = _cache(
-                        "acquire",
+                    result = _guarded(
+                        _store().acquire,
                         cart_id,
                         self.token,
                         lock_ms,
@@ -390,7 +398,7 @@ class _Locks:
                 except c.CacheUnavailable:
                     self.dirty = True
                     return
-                if result[0] == c.NO_LEASE:
+                if result.status == c.NO_LEASE:
                     # A lease just granted normally serves the next acquire; a few rounds at
                     # most (a lease that keeps vanishing is a cache that can not be trusted).
                     reconciles += 1
@@ -398,7 +406,7 @@ class _Locks:
                         continue
                     self.dirty = True
                     return
-                if result[0] == c.BUSY:
+                if result.status == c.BUSY:
                     if time.monotonic() > deadline:
                         # The version check still fences us; the dirty mark fences the cache.
                         log.warning("lock wait on cart %s timed out; writing unlocked", cart_id)
@@ -408,24 +416,24 @@ class _Locks:
                     # died (its lock expires) and a wake-up that went to another waiter.
                     metrics.inc("lock_waits")
                     try:
-                        _cache("wait_release", cart_id, max(1, min(int(result[1]), 100)))
+                        _guarded(_store().wait_release, cart_id, max(1, min(result.wait_ms, 100)))
                     except c.CacheUnavailable:
                         self.dirty = True
                         return
                     continue
                 self.held.append(cart_id)
-                if result[0] == c.ACQUIRED_SAME and known is not None:
+                if result.status == c.ACQUIRED_SAME and known is not None:
                     self.cached[cart_id] = known
-                elif result[0] == c.ACQUIRED:
+                elif result.status == c.ACQUIRED:
                     try:
-                        self.cached[cart_id] = load_state(result[2], cart_id)
+                        self.cached[cart_id] = load_state(result.payload, cart_id)
                     except CodecError as exc:
                         # Not trusted: the command reads the cart from the database instead.
                         metrics.inc("bad_entries")
                         log.error("undecodable cache entry for cart %s: %s", cart_id, exc)
                 break
 
-    def settle(self, mode: str, states: dict[str, d.Cart] | None = None) -> None:
+    def settle(self, mode: c.SettleMode, states: dict[str, d.Cart] | None = None) -> None:
         for cart_id in self.held:
             if mode == "keep" and cart_id in self.pinned:
                 continue
@@ -434,8 +442,8 @@ class _Locks:
             if mode != "keep":
                 _states.pop(cart_id, None)
             try:
-                published = _cache(
-                    "settle",
+                published = _guarded(
+                    _store().settle,
                     cart_id,
                     self.token,
                     mode if state or mode != "set" else "drop",
@@ -795,7 +803,7 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
 def evict(cart_id: str, idle_before_ms: int | None = None) -> bool:
     """Remove a cart from memory (passivation, admin); False if busy, recent or absent."""
     try:
-        return bool(_cache("evict", str(cart_id), idle_before_ms))
+        return bool(_guarded(_store().evict, str(cart_id), idle_before_ms))
     except c.CacheUnavailable:
         return False
 
@@ -819,7 +827,7 @@ def exclusive(cart_id: str, fn: Callable[[], T]) -> T:
 def write_in_flight(cart_id: str) -> bool:
     """Whether a writer holds the cart's lock right now."""
     try:
-        return bool(_cache("locked", str(cart_id)))
+        return bool(_guarded(_store().locked, str(cart_id)))
     except c.CacheUnavailable:
         return False
 
@@ -828,7 +836,7 @@ def in_memory(cart_ids: Iterable[str]) -> set[str] | None:
     """Which of these carts have a cached state (one pipelined call); None if the cache
     can not say."""
     try:
-        return set(_cache("present", [str(i) for i in cart_ids]))
+        return set(_guarded(_store().present, [str(i) for i in cart_ids]))
     except c.CacheUnavailable:
         return None
 
@@ -840,8 +848,8 @@ def rehydrate(cart_id: str) -> d.Cart:
     return read_cart(cart_id)
 
 
-Claims = dict[str, tuple[str, str]]  # cart id -> (generation, claim token)
-WarmItem = tuple[str, str, str, int, bytes]  # cart id, generation, claim token, version, payload
+Claims = dict[str, tuple[c.Generation, str]]  # cart id -> (generation, claim token)
+WarmItem = c.FillItem  # cart id, generation, claim token, version, payload
 
 
 def warm_claim(cart_ids: list[str]) -> tuple[Claims, int, int]:
@@ -852,17 +860,17 @@ def warm_claim(cart_ids: list[str]) -> tuple[Claims, int, int]:
         return {}, 0, 0
     token = _token()
     try:
-        claims = _cache("claim_many", cart_ids, token, 10_000)
+        claims = _guarded(_store().claim_many, cart_ids, token, 10_000)
         if claims is None and reconcile():
-            claims = _cache("claim_many", cart_ids, token, 10_000)
+            claims = _guarded(_store().claim_many, cart_ids, token, 10_000)
     except c.CacheUnavailable:
         return {}, 0, len(cart_ids)
     if claims is None:
         return {}, 0, len(cart_ids)
     claimed = {
-        cart_id: (claim[1], f"{token}:{position}")
+        cart_id: (claim.gen, f"{token}:{position}")
         for position, (cart_id, claim) in enumerate(zip(cart_ids, claims, strict=True), start=2)
-        if claim[0] == c.CLAIMED
+        if claim.status == c.CLAIMED
     }
     return claimed, len(cart_ids) - len(claimed), 0
 
@@ -873,7 +881,7 @@ def warm_fill(items: list[WarmItem]) -> tuple[int, int, int]:
     if not items:
         return 0, 0, 0
     try:
-        flags = _cache("fill_many", items, _keep_ms())
+        flags = _guarded(_store().fill_many, items, _keep_ms())
     except c.CacheUnavailable:
         return 0, 0, len(items)
     warmed = sum(flags)
@@ -884,7 +892,7 @@ def warm_fill(items: list[WarmItem]) -> tuple[int, int, int]:
 def idle_carts(before_ms: int, limit: int) -> list[str]:
     """Carts in memory not used since `before_ms` (ms since the epoch), oldest first."""
     try:
-        return list(_cache("idle", before_ms, limit))
+        return list(_guarded(_store().idle, before_ms, limit))
     except c.CacheUnavailable:
         return []
 
@@ -892,7 +900,7 @@ def idle_carts(before_ms: int, limit: int) -> list[str]:
 def last_seen(cart_ids: Iterable[str]) -> dict[str, int]:
     """When each cart was last used in memory (ms since the epoch), where known."""
     try:
-        return dict(_cache("last_seen", [str(i) for i in cart_ids]))
+        return dict(_guarded(_store().last_seen, [str(i) for i in cart_ids]))
     except c.CacheUnavailable:
         return {}
 
@@ -900,7 +908,7 @@ def last_seen(cart_ids: Iterable[str]) -> dict[str, int]:
 def in_memory_count() -> int | None:
     """How many carts are in memory (None if the cache can not say)."""
     try:
-        return int(_cache("count"))
+        return int(_guarded(_store().count))
     except c.CacheUnavailable:
         return None
 
@@ -919,7 +927,7 @@ def peek(cart_ids: Iterable[str]) -> dict[str, d.Cart | None]:
     Raises MemoryUnreachable when the cache can not answer."""
     found: dict[str, d.Cart | None] = {}
     try:
-        entries = _cache("peek", [str(i) for i in cart_ids])
+        entries = _guarded(_store().peek, [str(i) for i in cart_ids])
     except c.CacheUnavailable as exc:
         raise MemoryUnreachable(str(exc)) from exc
     for cart_id, (version, payload) in entries.items():

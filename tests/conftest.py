@@ -7,7 +7,9 @@ import contextlib
 import pytest
 from django.conf import settings
 
-from cartsvc import cache, image, metrics
+from cartsvc import image, metrics
+from cartsvc.backends.base import CacheUnavailable
+from cartsvc.conf import BACKEND_ALIASES, backend_module
 from tests import hypothesis_profiles
 
 hypothesis_profiles.load()
@@ -17,7 +19,7 @@ collect_ignore = ["hostshop"]
 
 
 def redis_backend() -> bool:
-    return settings.CARTIMAGE["BACKEND"] == "redis"
+    return backend_module(settings.CARTIMAGE["BACKEND"]) == BACKEND_ALIASES["redis"]
 
 
 @pytest.fixture(autouse=True)
@@ -26,12 +28,12 @@ def clean_image():
     image.HOOKS.clear()
     image.breaker.reset()
     metrics.reset()
-    with contextlib.suppress(cache.CacheUnavailable):
+    with contextlib.suppress(CacheUnavailable):
         image.clear()
     yield
     image.HOOKS.clear()
     image.breaker.reset()
-    with contextlib.suppress(cache.CacheUnavailable):
+    with contextlib.suppress(CacheUnavailable):
         image.clear()
 
 

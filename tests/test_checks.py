@@ -22,8 +22,33 @@ def test_the_projects_own_settings_are_clean(settings):
     assert ids(settings) == set()
 
 
-def test_e001_a_wrong_backend(settings):
-    assert ids(settings, BACKEND="memcached") == {"cartimage.E001"}
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "memcached",  # neither a short name nor a module
+        "cartsvc.backends.nope",  # no such module
+        "cartsvc.conf",  # a module, but no backend
+        "cartsvc.backends.redis.RedisStore",  # a class path, not the module
+        ".redis",  # relative
+        "",
+        None,
+    ],
+)
+def test_e001_a_wrong_backend(settings, backend):
+    assert ids(settings, BACKEND=backend) == {"cartimage.E001"}
+
+
+@pytest.mark.parametrize("backend", ["embedded", "cartsvc.backends.sqlite"])
+def test_e001_accepts_the_embedded_backend_by_short_name_or_module_path(settings, backend):
+    assert ids(settings, BACKEND=backend) == set()
+
+
+@pytest.mark.parametrize("backend", ["redis", "cartsvc.backends.redis"])
+def test_the_redis_backend_by_short_name_or_module_path(settings, backend):
+    assert ids(settings, {"carts": REDIS_CACHE}, BACKEND=backend, REDIS_ALIAS="carts") == set()
+    assert ids(settings, {"default": {}}, BACKEND=backend, REDIS_ALIAS="carts") == {
+        "cartimage.E002"
+    }
 
 
 @pytest.mark.parametrize(

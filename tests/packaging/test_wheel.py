@@ -22,6 +22,8 @@ import pytest
 import redis
 from django.conf import settings
 
+from cartsvc.conf import BACKEND_ALIASES, backend_module
+
 ROOT = Path(__file__).resolve().parents[2]
 HOSTSHOP = ROOT / "tests" / "hostshop"
 HOST_REDIS_DB = 13
@@ -43,6 +45,9 @@ def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     # setuptools reuses build/lib: a module deleted since the last build would ride along.
     shutil.rmtree(ROOT / "build", ignore_errors=True)
+    # An earlier build's egg-info lists the files it shipped, and setuptools ships them again:
+    # that would hide a missing package-data pattern (the Lua scripts, the templates).
+    shutil.rmtree(ROOT / "cartsvc.egg-info", ignore_errors=True)
     run(sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, ROOT)
     (found,) = out.glob("cartsvc-*.whl")
     return found
@@ -62,8 +67,15 @@ def test_the_wheel_holds_the_app_and_nothing_else(wheel):
         "cartsvc/static/cartsvc/admin.css",
         "cartsvc/templatetags/cartimage.py",
         "cartsvc/management/commands/warm_carts.py",
+        "cartsvc/backends/redis.py",
+        "cartsvc/backends/sqlite.py",
     ):
         assert needed in names, needed
+    # The Redis backend reads its scripts from the package: every one must ship.
+    scripts = sorted(p.name for p in (ROOT / "cartsvc" / "backends" / "lua").glob("*.lua"))
+    assert scripts, "no Lua scripts in cartsvc/backends/lua"
+    for script in scripts:
+        assert f"cartsvc/backends/lua/{script}" in names, script
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "Requires-Dist: Django<6.0,>=5.2" in text
@@ -100,7 +112,7 @@ def venv(wheel, tmp_path_factory) -> Path:
 def host_env() -> dict[str, str]:
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("the integration project runs on PostgreSQL")
-    if settings.CARTIMAGE["BACKEND"] != "redis":
+    if backend_module(settings.CARTIMAGE["BACKEND"]) != BACKEND_ALIASES["redis"]:
         pytest.skip("the integration project runs on Redis")
     db = settings.DATABASES["default"]
     name = f"hostshop_{uuid.uuid4().hex[:8]}"

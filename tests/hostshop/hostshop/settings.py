@@ -75,7 +75,8 @@ CACHES = {
 }
 
 CARTIMAGE = {
-    "BACKEND": "redis",
+    # The module path (the short name "redis" works too): the wheel must carry its scripts.
+    "BACKEND": "cartsvc.backends.redis",
     "REDIS_ALIAS": "carts",
     "KEY_PREFIX": os.environ.get("HOSTSHOP_KEY_PREFIX", "hostshop"),
     "CATALOG": os.environ.get("HOSTSHOP_CATALOG", "bookshop.catalog.BookCatalog"),

@@ -1,0 +1,161 @@
+"""The image store interface: statuses, typed results and `ImageStore`, shared by every backend.
+
+An entry is a small control hash per cart, plus the state's JSON payload beside it, so that
+the hash stays small:
+  v       version of the cached state (absent: nothing cached)
+  s       last access (ms), refreshed at most once a second
+  g       generation: changes whenever a writer takes the lock or a dead writer is cleaned
+          up, so a reader that loaded the database before that can not fill the entry
+  m, mx   writer lock token and its expiry (ms): the "write in flight" marker
+  r, rx   single-flight claim of the reader rehydrating a cold cart, and its expiry
+Plus a lease (entries are trusted only while it exists, see image.reconcile) and the carts
+by last access (read activity and passivation candidates).
+
+The statuses are defined here once; the Redis scripts get them substituted into their source
+(`@HIT`, ...) when they are loaded, so Python and Lua can not disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal, NamedTuple, Protocol
+
+# read() statuses; HIT_SAME: the entry is at the version the caller already holds
+HIT, CLAIMED, BUSY, NO_LEASE, FILLING, HIT_SAME = 0, 1, 2, 3, 4, 5
+# acquire() statuses (BUSY and NO_LEASE as above)
+ACQUIRED, ACQUIRED_EMPTY, ACQUIRED_SAME = 0, 1, 6
+# reconcile_begin() statuses
+WAIT, RECONCILING, LEASED = 0, 1, 2
+# Read activity is written (field s, the seen set, the key's expiry) at most this often.
+SEEN_EVERY_MS = 1000
+
+# Every name a Redis script may use as `@NAME`.
+CONSTANTS: dict[str, int] = {
+    "HIT": HIT,
+    "CLAIMED": CLAIMED,
+    "BUSY": BUSY,
+    "NO_LEASE": NO_LEASE,
+    "FILLING": FILLING,
+    "HIT_SAME": HIT_SAME,
+    "ACQUIRED": ACQUIRED,
+    "ACQUIRED_EMPTY": ACQUIRED_EMPTY,
+    "ACQUIRED_SAME": ACQUIRED_SAME,
+    "WAIT": WAIT,
+    "RECONCILING": RECONCILING,
+    "LEASED": LEASED,
+    "SEEN_EVERY_MS": SEEN_EVERY_MS,
+}
+
+# A claim's generation, handed back unchanged to `fill` (Redis answers bytes, SQLite str).
+Generation = str | bytes
+SettleMode = Literal["set", "keep", "drop"]
+# (cart id, generation, claim token, version, payload): one cart for `fill_many`.
+FillItem = tuple[str, Generation, str, int, bytes]
+
+
+class CacheUnavailable(Exception):
+    """The cache could not answer; the caller falls back to the database."""
+
+
+class Read(NamedTuple):
+    """What `read` found: HIT (with the payload), HIT_SAME, CLAIMED (with the generation the
+    fill must find), BUSY, NO_LEASE or FILLING."""
+
+    status: int
+    payload: bytes = b""
+    gen: Generation = ""
+
+
+class Acquired(NamedTuple):
+    """What `acquire` found: ACQUIRED (with the cached version and payload), ACQUIRED_SAME,
+    ACQUIRED_EMPTY, BUSY (with the lock's remaining ms) or NO_LEASE."""
+
+    status: int
+    version: int = 0
+    payload: bytes = b""
+    wait_ms: int = 0
+
+
+class Claim(NamedTuple):
+    """One cart of `claim_many`: HIT (with the cached version), CLAIMED (with the generation),
+    BUSY or FILLING."""
+
+    status: int
+    version: int = 0
+    gen: Generation = ""
+
+
+class Reconcile(NamedTuple):
+    """What `reconcile_begin` found: RECONCILING (this caller won), WAIT or LEASED; and the
+    cache's clock."""
+
+    status: int
+    now_ms: int
+
+
+class ImageStore(Protocol):
+    """What the image needs from a backend. Every failure is raised as `CacheUnavailable`."""
+
+    def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int, known: str) -> Read:
+        """The entry (HIT_SAME when it is at version `known`), or a claim to rehydrate it;
+        logs access."""
+
+    def fill(
+        self, cart_id: str, gen: Generation, token: str, version: int, payload: bytes, keep_ms: int
+    ) -> bool:
+        """Store a rehydrated state if the generation is unchanged, no writer holds the lock
+        and nothing newer is cached."""
+
+    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str) -> Acquired:
+        """Take the writer lock, returning what is cached (ACQUIRED_SAME when the entry is at
+        version `known`)."""
+
+    def settle(
+        self, cart_id: str, token: str, mode: SettleMode, version: int, payload: bytes, keep_ms: int
+    ) -> bool:
+        """Release the lock: mode "set" publishes the new state, "keep" leaves the entry,
+        "drop" removes it. Without the lock, "set"/"drop" invalidate instead."""
+
+    def wait_release(self, cart_id: str, timeout_ms: int) -> None:
+        """Wait until the cart's writer lock is released (or timeout_ms), then return."""
+
+    def claim_many(self, cart_ids: list[str], token: str, claim_ms: int) -> list[Claim] | None:
+        """For bulk warming, one `Claim` per cart; None when there is no lease. Claim tokens
+        are f"{token}:{position + 2}"."""
+
+    def fill_many(self, items: list[FillItem], keep_ms: int) -> list[bool]:
+        """`fill` for many (cart_id, gen, token, version, payload) at once."""
+
+    def release_claim(self, cart_id: str, token: str) -> None:
+        """Give up this reader's single-flight claim (the cart was not found, or its load
+        failed), so the next reader claims at once instead of waiting out the claim."""
+
+    def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
+        """Remove an entry unless a writer holds it or it was used after idle_before_ms."""
+
+    def reconcile_begin(self, token: str, ttl_ms: int) -> Reconcile:
+        """Try to become the one reconciler."""
+
+    def reconcile_end(self, token: str, lease_until_ms: int, drop_ids: list[str]) -> None:
+        """Drop the dirty carts' entries, grant the lease until lease_until_ms."""
+
+    def peek(self, cart_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
+        """Cached (version, payload) per cart, without side effects."""
+
+    def locked(self, cart_id: str) -> bool:
+        """Whether a live writer lock is on the cart."""
+
+    def present(self, cart_ids: list[str]) -> list[str]:
+        """The carts among these that have a cached state."""
+
+    def idle(self, before_ms: int, limit: int) -> list[str]:
+        """Cart ids in memory not accessed since before_ms, oldest first."""
+
+    def last_seen(self, cart_ids: Iterable[str]) -> dict[str, int]:
+        """Last access (ms) per cart, for folding read activity into the database."""
+
+    def count(self) -> int:
+        """How many carts are in memory."""
+
+    def clear(self) -> None:
+        """Forget everything (tests, and `flush` after a restore)."""

@@ -1,0 +1,27 @@
+-- Store a rehydrated state only if the generation is the one claimed, no writer holds the
+-- lock and nothing as new is cached. Shared by fill and fill_many. No lease check: a reconcile
+-- that must drop this cart deletes its control hash, and with it the generation.
+local function fill(ctl, data, seen, id, gen, token, version, payload, keep)
+  local h = redis.call('HMGET', ctl, 'v', 'g', 'm', 'mx', 'r')
+  local mine = h[5] == token
+  if h[3] then
+    if tonumber(h[4]) <= now then
+      redis.call('HDEL', ctl, 'v', 'm', 'mx', 'r', 'rx')
+      redis.call('DEL', data)
+      redis.call('HSET', ctl, 'g', token)
+    elseif mine then
+      redis.call('HDEL', ctl, 'r', 'rx')
+    end
+    return 0
+  end
+  if h[2] ~= gen or (h[1] and tonumber(h[1]) >= tonumber(version)) then
+    if mine then redis.call('HDEL', ctl, 'r', 'rx') end
+    return 0
+  end
+  redis.call('HSET', ctl, 'v', version, 's', now)
+  redis.call('SET', data, payload, 'PX', keep)
+  if mine then redis.call('HDEL', ctl, 'r', 'rx') end
+  redis.call('PEXPIRE', ctl, keep)
+  redis.call('ZADD', seen, now, id)
+  return 1
+end
