@@ -8,6 +8,7 @@
 | cartimage.E004 | a timeout, interval or limit is not a positive number |
 | cartimage.E005 | `REHYDRATE_FROM` is neither "rows" nor "events" |
 | cartimage.E006 | `CARTIMAGE` is not a dict |
+| cartimage.E007 | the embedded `EMBEDDED_PATH` is relative (or unset) and there is no `BASE_DIR` |
 | cartimage.W001 | `CARTIMAGE` has a key the app does not know (a typo is otherwise silent) |
 """
 
@@ -20,7 +21,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
 from cartsvc.catalog import REQUIRED_METHODS
-from cartsvc.conf import DEFAULTS
+from cartsvc.conf import DEFAULTS, EMBEDDED_UNANCHORED, embedded_path
 
 BACKENDS = ("redis", "embedded")
 REDIS_CACHE_BACKEND = "django_redis.cache.RedisCache"
@@ -65,6 +66,8 @@ def check_cartimage_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
     ]
     value = {**DEFAULTS, **raw}
     found += _backend(value)
+    if value["BACKEND"] == "embedded" and embedded_path(value["EMBEDDED_PATH"]) is None:
+        found.append(_error(7, EMBEDDED_UNANCHORED.format(value=value["EMBEDDED_PATH"])))
     found += _catalog(value["CATALOG"])
     found += _timeouts(value)
     if value["REHYDRATE_FROM"] not in ("rows", "events"):
