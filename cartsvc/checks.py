@@ -8,6 +8,7 @@
 | cartimage.E004 | a timeout, interval or limit is not a positive number |
 | cartimage.E005 | `REHYDRATE_FROM` is neither "rows" nor "events" |
 | cartimage.E006 | `CARTIMAGE` is not a dict |
+| cartimage.E007 | the embedded `EMBEDDED_PATH` is relative (or unset) and there is no `BASE_DIR` |
 | cartimage.W001 | `CARTIMAGE` has a key the app does not know (a typo is otherwise silent) |
 """
 
@@ -21,7 +22,13 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
 from cartsvc.catalog import REQUIRED_METHODS
-from cartsvc.conf import BACKEND_ALIASES, DEFAULTS, backend_module
+from cartsvc.conf import (
+    BACKEND_ALIASES,
+    DEFAULTS,
+    EMBEDDED_UNANCHORED,
+    backend_module,
+    embedded_path,
+)
 
 REDIS_CACHE_BACKEND = "django_redis.cache.RedisCache"
 # Seconds (or counts) that must be positive numbers.
@@ -65,6 +72,9 @@ def check_cartimage_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
     ]
     value = {**DEFAULTS, **raw}
     found += _backend(value)
+    embedded = backend_module(str(value["BACKEND"])) == BACKEND_ALIASES["embedded"]
+    if embedded and embedded_path(value["EMBEDDED_PATH"]) is None:
+        found.append(_error(7, EMBEDDED_UNANCHORED.format(value=value["EMBEDDED_PATH"])))
     found += _catalog(value["CATALOG"])
     found += _timeouts(value)
     if value["REHYDRATE_FROM"] not in ("rows", "events"):

@@ -1,8 +1,10 @@
 """The app's settings: `conf.X` reads settings.CARTIMAGE["X"] or its default."""
 
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, Any] = {
     "IDLE_TIMEOUT": 1800,
@@ -13,7 +15,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_LINES": 100,
     # A backend module's path, or the short name of a bundled one (BACKEND_ALIASES).
     "BACKEND": "embedded",
-    "EMBEDDED_PATH": "var/image.sqlite3",
+    # None: EMBEDDED_DEFAULT. A relative path is anchored to settings.BASE_DIR, never to the
+    # working directory (two processes started from different folders share one file).
+    "EMBEDDED_PATH": None,
     "REDIS_ALIAS": "default",
     "KEY_PREFIX": "ci",
     # A dotted path to the shop's `cartsvc.catalog.Catalog` adapter; required (check E003).
@@ -45,13 +49,37 @@ def backend_module(value: str) -> str:
     return BACKEND_ALIASES.get(value, value)
 
 
+EMBEDDED_DEFAULT = "var/image.sqlite3"
+EMBEDDED_UNANCHORED = (
+    'CARTIMAGE["EMBEDDED_PATH"] is {value!r} and settings has no BASE_DIR to anchor it to: '
+    "set it to an absolute path (the working directory differs between processes)"
+)
+
+
+def embedded_path(value: Any) -> str | None:
+    """The embedded store's file as an absolute path: a relative one (or the default,
+    var/image.sqlite3) under settings.BASE_DIR; None if it is relative and there is no
+    BASE_DIR (check E007)."""
+    path = Path(value or EMBEDDED_DEFAULT)
+    if path.is_absolute():
+        return str(path)
+    base = getattr(settings, "BASE_DIR", None)
+    return None if base is None else str(Path(base) / path)
+
+
 class CartSettings:
     """Read on every access so that override_settings in tests just works."""
 
     def __getattr__(self, name: str) -> Any:
         if name not in DEFAULTS:
             raise AttributeError(f"unknown cart setting {name}")
-        return getattr(settings, "CARTIMAGE", {}).get(name, DEFAULTS[name])
+        value = getattr(settings, "CARTIMAGE", {}).get(name, DEFAULTS[name])
+        if name == "EMBEDDED_PATH":
+            found = embedded_path(value)
+            if found is None and backend_module(self.BACKEND) == BACKEND_ALIASES["embedded"]:
+                raise ImproperlyConfigured(EMBEDDED_UNANCHORED.format(value=value))
+            return found
+        return value
 
     def source(self) -> object:
         """The settings object itself: derived values are cached for as long as it is the

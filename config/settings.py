@@ -9,7 +9,9 @@ from django.core.exceptions import ImproperlyConfigured
 from cartsvc.schedule import beat_schedule
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("CART_VAR_DIR", BASE_DIR / "var"))
+# A relative CART_VAR_DIR is under BASE_DIR, not the working directory: every process of
+# the project, wherever it was started, shares the same files.
+VAR_DIR = BASE_DIR / os.environ.get("CART_VAR_DIR", "var")
 
 # DEBUG is off unless asked for: `make run` (development) sets DJANGO_DEBUG=1.
 DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"

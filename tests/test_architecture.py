@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -94,12 +95,42 @@ def test_the_public_api_check_catches_internals():
     assert not outside_public_api({"cartsvc.service.OPEN", "cartsvc.shop", "cartsvc"})
 
 
+# A dotted path into the demo shop: "carts.catalog.DemoCatalog", "carts.models", ...
+SHOP_PATH = re.compile(r"carts(\.\w+)+")
+
+
+def shop_paths(source: str) -> set[str]:
+    """The demo shop's modules a source names as strings (a setting's default, an
+    import_string argument): it parses the code, so prose in a docstring does not count."""
+    return {
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and SHOP_PATH.fullmatch(node.value)
+    }
+
+
 def test_the_app_names_no_demo_catalog_as_a_default():
     from cartsvc.conf import DEFAULTS
 
     assert DEFAULTS["CATALOG"] is None
     for path in python_files("cartsvc"):
-        assert "carts.catalog" not in path.read_text(), path
+        assert not shop_paths(path.read_text()), path
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        'DEFAULTS = {"CATALOG": "carts.catalog.DemoCatalog"}',
+        'path = getattr(settings, "CARTIMAGE", {}).get("CATALOG", "carts.catalog.DemoCatalog")',
+        'def catalog(path="carts.catalog.DemoCatalog"):\n    return import_string(path)()',
+        'Product = apps.get_model("x") if x else import_string("carts.models.Product")',
+    ],
+)
+def test_the_demo_catalog_check_catches_a_string_default(planted):
+    assert shop_paths(planted)
+    assert not shop_paths('"""Prose naming carts.catalog.DemoCatalog is no default."""')
 
 
 def test_the_admin_grants_no_add_change_or_delete_on_cart_tables(rf):
@@ -142,16 +173,82 @@ def test_nothing_imports_the_shop(path):
     assert not {n for n in imports_of(path) if n.split(".")[0] == "carts"}, path
 
 
-def test_only_the_store_writes_cart_tables():
-    writers = []
-    for path in python_files("cartsvc"):
-        text = path.read_text()
-        if path.name in ("store.py", "models.py"):
+# Methods that write a table, on a manager, a queryset or an instance.
+WRITES = {
+    "create",
+    "bulk_create",
+    "get_or_create",
+    "update_or_create",
+    "update",
+    "bulk_update",
+    "delete",
+    "save",
+}
+
+
+def table_writes(source: str) -> list[str]:
+    """Calls in `source` that write a cartsvc table: a write method called on a chain rooted
+    at a model imported from cartsvc.models (`Cart.objects.filter(...).update(...)`,
+    `CartLine(...).save()`), or a cartsvc model looked up by name (`apps.get_model`)."""
+    tree = ast.parse(source)
+    models = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "cartsvc.models"
+        for alias in node.names
+    }
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
             continue
-        for needle in (".objects.create(", ".update(", ".bulk_create(", ".delete("):
-            if needle in text and "objects" in text:
-                writers.append((path.name, needle))
-    assert writers == []
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr == "get_model":
+            if any(isinstance(a, ast.Constant) and a.value == "cartsvc" for a in node.args):
+                found.append(f"get_model at line {node.lineno}")
+            continue
+        if not (isinstance(func, ast.Attribute) and func.attr in WRITES):
+            continue
+        root = func.value
+        while isinstance(root, ast.Attribute | ast.Call | ast.Subscript):
+            root = root.func if isinstance(root, ast.Call) else root.value
+        if isinstance(root, ast.Name) and root.id in models:
+            found.append(f"{root.id}...{func.attr}() at line {node.lineno}")
+    return found
+
+
+def test_only_the_store_writes_cart_tables():
+    """Outside the store (and the models), only the admin imports cartsvc.models, and it
+    writes through none of them."""
+    importers = {
+        path.name
+        for path in python_files("cartsvc")
+        if any(n.startswith("cartsvc.models") for n in imports_of(path))
+    }
+    assert importers - {"store.py", "models.py"} <= {"admin.py"}, importers
+    writers = {
+        path.name: table_writes(path.read_text())
+        for path in python_files("cartsvc")
+        if path.name not in ("store.py", "models.py")
+    }
+    assert {name: calls for name, calls in writers.items() if calls} == {}
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "from cartsvc.models import Cart\nCart.objects.filter(id=1).update(status='x')",
+        "from cartsvc.models import CartLine as L\nL.objects.bulk_create([])",
+        "from cartsvc.models import Cart\nCart(id=1).save()",
+        "from cartsvc.models import CartEvent\nCartEvent.objects.all()[:5].delete()",
+        "from django.apps import apps\napps.get_model('cartsvc', 'Cart').objects.all().delete()",
+    ],
+)
+def test_the_table_write_check_catches_a_planted_write(planted):
+    assert table_writes(planted)
+    reading = "from cartsvc.models import Cart\nCart.objects.filter(id=1).values_list('id')"
+    assert not table_writes(reading)
+    # A write on something that is not a cartsvc model is not the check's business.
+    assert not table_writes("from carts.models import Product\nProduct.objects.update(stock=1)")
 
 
 def test_no_pickle_anywhere():

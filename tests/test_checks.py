@@ -99,3 +99,39 @@ def test_manage_py_check_fails_naming_the_id(settings):
     settings.CARTIMAGE = {**settings.CARTIMAGE, "CATALOG": "no.such.Catalog"}
     with pytest.raises(SystemCheckError, match=r"cartimage\.E003"):
         call_command("check")
+
+
+def test_the_embedded_path_is_under_base_dir_wherever_the_process_started(
+    settings, tmp_path, monkeypatch
+):
+    from cartsvc.conf import conf
+
+    settings.BASE_DIR = tmp_path / "project"
+    seen = {}
+    for where, embedded in [("a", None), ("b", None), ("a", "data/image.sqlite3")]:
+        (tmp_path / where).mkdir(exist_ok=True)
+        monkeypatch.chdir(tmp_path / where)
+        cartimage = {k: v for k, v in settings.CARTIMAGE.items() if k != "EMBEDDED_PATH"}
+        settings.CARTIMAGE = {**cartimage, **({"EMBEDDED_PATH": embedded} if embedded else {})}
+        seen[where, embedded] = conf.EMBEDDED_PATH
+    assert seen["a", None] == seen["b", None] == str(tmp_path / "project/var/image.sqlite3")
+    assert seen["a", "data/image.sqlite3"] == str(tmp_path / "project/data/image.sqlite3")
+    absolute = str(tmp_path / "x.sqlite3")
+    settings.CARTIMAGE = {**settings.CARTIMAGE, "EMBEDDED_PATH": absolute}
+    found = conf.EMBEDDED_PATH
+    assert found == absolute
+
+
+@pytest.mark.parametrize("embedded", [None, "var/image.sqlite3"])
+def test_e007_a_relative_embedded_path_without_base_dir(settings, embedded):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from cartsvc.conf import conf
+
+    del settings.BASE_DIR
+    assert ids(settings, BACKEND="embedded", EMBEDDED_PATH=embedded) == {"cartimage.E007"}
+    with pytest.raises(ImproperlyConfigured, match="EMBEDDED_PATH"):
+        conf.EMBEDDED_PATH  # noqa: B018
+    # Not needed by the Redis backend, nor when absolute.
+    assert ids(settings, {"default": REDIS_CACHE}, BACKEND="redis") == set()
+    assert ids(settings, BACKEND="embedded", EMBEDDED_PATH="/srv/shop/image.sqlite3") == set()

@@ -114,3 +114,34 @@ def test_unhandled_errors_are_logged_to_stderr_with_debug_off(capfd, settings):
     err = capfd.readouterr().err
     assert "Internal Server Error: /explode" in err
     assert "RuntimeError: kaboom in a view" in err
+
+
+def test_processes_started_in_different_folders_share_one_embedded_store(tmp_path):
+    """A relative CART_VAR_DIR is under the project, not the working directory."""
+    code = (
+        "import django; django.setup(); from cartsvc.conf import conf; "
+        "from django.conf import settings; print(conf.EMBEDDED_PATH); print(settings.VAR_DIR)"
+    )
+    skip = ("DJANGO_", "DATABASE_", "REDIS_", "CART_", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
+    env.update(
+        PRODUCTION,
+        CART_VAR_DIR="var-shared",
+        DJANGO_SETTINGS_MODULE="config.settings",
+        PYTHONPATH=str(ROOT),
+    )
+    seen = []
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path / folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        seen.append(done.stdout.split())
+    shared = ROOT / "var-shared"
+    assert seen[0] == seen[1] == [str(shared / "image.sqlite3"), str(shared)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -142,7 +143,9 @@ def fuzz(
         max_examples=hypothesis_profiles.examples(examples),
         deadline=None,
         database=None,
-        phases=[Phase.generate],
+        # Shrinking on: a failure comes back minimal (the `ci` profile is derandomized, so
+        # the shrunk case is the same on every run).
+        phases=[Phase.generate, Phase.shrink],
         suppress_health_check=list(HealthCheck),
     )
     def run(case: Any, data: st.DataObject) -> None:
@@ -187,3 +190,11 @@ def test_schemathesis_finds_no_5xx_and_no_response_outside_the_schema(live_serve
         assert any(200 <= s < 300 for s in seen), (operation.label, seen)
         if operation.method != "get" or "{" in operation.path:
             assert any(400 <= s < 500 for s in seen), (operation.label, seen)
+
+
+def test_a_failing_case_is_shrunk():
+    """The fuzz test's settings let Hypothesis shrink what it found (a minimal failure)."""
+    operation = SimpleNamespace(as_strategy=lambda generation_mode: st.integers())
+    run = fuzz(operation, GenerationMode.POSITIVE, 1, [], "", None, Counter(), Counter())
+    assert Phase.shrink in run._hypothesis_internal_use_settings.phases
+    assert hypothesis_profiles.PROFILE != "ci" or settings.default.derandomize

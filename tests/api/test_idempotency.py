@@ -129,7 +129,8 @@ class TestReplays:
     )
     def test_the_same_key_with_another_request_is_422(self, client, cart, method, path, body):
         headers = {"Idempotency-Key": "one-key"}
-        assert call(client, "POST", f"carts/{cart.id}/lines", ADD, headers=headers).status_code
+        first = call(client, "POST", f"carts/{cart.id}/lines", ADD, headers=headers)
+        assert first.status_code == 200, first.content
         version = version_of(cart.id)
         response = call(client, method, f"carts/{cart.id}/{path}", body, headers=headers)
         assert response.status_code == 422
@@ -168,7 +169,11 @@ class TestReplays:
     def test_a_failed_request_records_no_key(self, client, cart):
         headers = {"Idempotency-Key": "retry-me"}
         body = {"sku": "SKU-1", "quantity": 99}
-        assert call(client, "POST", f"carts/{cart.id}/lines", body, headers=headers).status_code
+        version = version_of(cart.id)
+        failed = call(client, "POST", f"carts/{cart.id}/lines", body, headers=headers)
+        assert failed.status_code == 422, failed.content
+        assert error_of(failed)["code"] == "quantity_limit"
+        assert version_of(cart.id) == version
         ok = call(client, "POST", f"carts/{cart.id}/lines", ADD, headers=headers)
         assert ok.status_code == 200
 

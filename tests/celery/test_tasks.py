@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +13,7 @@ from cartsvc.service import Cart
 from cartsvc.signals import cart_abandoned
 from cartsvc.tasks import expire_abandoned_carts, passivate_idle_carts, sweep_carts
 from config.celery import app
+from tests.clock import shift_clock
 from tests.factories import make_cart
 
 pytestmark = pytest.mark.django_db
@@ -26,14 +26,15 @@ TASKS = {
 
 
 @pytest.fixture
-def abandoned_and_idle(products, settings) -> tuple[Cart, Cart]:
-    """One cart untouched for over a second (not in memory), one in memory and idle."""
-    settings.CARTIMAGE = {**settings.CARTIMAGE, "IDLE_TIMEOUT": 0, "ABANDON_AFTER": 1}
+def abandoned_and_idle(products, settings, monkeypatch) -> tuple[Cart, Cart]:
+    """One cart untouched for an hour (not in memory), one in memory and idle."""
+    settings.CARTIMAGE = {**settings.CARTIMAGE, "IDLE_TIMEOUT": 1, "ABANDON_AFTER": 600}
+    shift_clock(monkeypatch, -3600)  # untouched for longer than ABANDON_AFTER
     abandoned = make_cart({"SKU-1": 1})
     image.clear()  # no read activity in memory
-    time.sleep(1.05)  # untouched for longer than ABANDON_AFTER (1 s)
+    shift_clock(monkeypatch, 0)
     idle = make_cart({"SKU-2": 1})
-    time.sleep(0.01)  # idle for longer than IDLE_TIMEOUT (0 s)
+    shift_clock(monkeypatch, 60)  # the tasks run idle for longer than IDLE_TIMEOUT
     return abandoned, idle
 
 

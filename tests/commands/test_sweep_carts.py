@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from datetime import timedelta
 
 import pytest
@@ -15,6 +14,7 @@ from cartsvc import image, service
 from cartsvc.models import CartEvent, CartSnapshot, IdempotencyKey
 from cartsvc.service import Cart
 from cartsvc.tasks import sweep_carts
+from tests.clock import shift_clock
 from tests.factories import make_cart
 
 pytestmark = pytest.mark.django_db
@@ -41,16 +41,19 @@ def run_task() -> tuple[int, ...]:
 
 
 @pytest.fixture
-def due(products, settings) -> tuple[Cart, Cart]:
+def due(products, settings, monkeypatch) -> tuple[Cart, Cart]:
     """An abandoned cart with a 3-day-old Idempotency-Key, and an idle cart in memory."""
-    settings.CARTIMAGE = {**settings.CARTIMAGE, "IDLE_TIMEOUT": 0, "ABANDON_AFTER": 1}
+    settings.CARTIMAGE = {**settings.CARTIMAGE, "IDLE_TIMEOUT": 1, "ABANDON_AFTER": 600}
+    shift_clock(monkeypatch, -3600)  # an hour ago: untouched for longer than ABANDON_AFTER
     abandoned = service.open_cart(idempotency=service.idempotency("open", "k-1", {"n": 1}))
     abandoned = service.add_line(abandoned.id, "SKU-1", 1)
     IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(days=3))
     image.clear()  # no read activity in memory
-    time.sleep(1.05)  # untouched for longer than ABANDON_AFTER (1 s)
+    shift_clock(monkeypatch, 0)
     idle = make_cart({"SKU-2": 1})
-    time.sleep(0.01)  # idle for longer than IDLE_TIMEOUT (0 s)
+    # The sweeps run a minute on: the idle cart was idle for longer than IDLE_TIMEOUT, not
+    # for ABANDON_AFTER.
+    shift_clock(monkeypatch, 60)
     return abandoned, idle
 
 
