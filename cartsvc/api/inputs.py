@@ -25,7 +25,7 @@ _DIGITS = frozenset("0123456789")
 
 
 def not_found(what: str = "cart", field: str | None = None) -> ApiError:
-    return ApiError(404, "not_found", f"{what} not found", field=field)
+    return ApiError("not_found", f"{what} not found", field=field)
 
 
 # ---------------------------------------------------------------- ids in the path
@@ -47,7 +47,6 @@ def no_chunked_body(request: HttpRequest) -> None:
     only Content-Length bytes, so such a body would be taken for an empty one."""
     if "HTTP_TRANSFER_ENCODING" in request.META and not request.META.get("CONTENT_LENGTH"):
         raise ApiError(
-            411,
             "length_required",
             "send the request body with a Content-Length header, not chunked",
             field="Content-Length",
@@ -93,28 +92,25 @@ def json_body(request: HttpRequest, *, required: bool) -> dict[str, Any]:
     """
     length = _content_length(request)
     if length > MAX_BODY:
-        raise ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+        raise ApiError("payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
     content_type = request.META.get("CONTENT_TYPE", "")
     if (length or request.method != "DELETE") and not _media_type_is_json(content_type):
         raise ApiError(
-            415,
             "unsupported_media_type",
             "send the request body as application/json (UTF-8)",
             field="Content-Type",
         )
     raw = request.body if length else b""
     if len(raw) > MAX_BODY:
-        raise ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+        raise ApiError("payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
     if not raw.strip():
         if required:
-            raise ApiError(400, "malformed_json", "the request body must be a JSON object")
+            raise ApiError("malformed_json", "the request body must be a JSON object")
         return {}
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(
-            400, "malformed_json", f"the request body is not valid JSON: {exc}"
-        ) from None
+        raise ApiError("malformed_json", f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise invalid("body", "the request body must be a JSON object")
     return body

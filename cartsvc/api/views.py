@@ -90,7 +90,6 @@ def endpoint(**handlers: Handler) -> Callable[..., HttpResponse]:
         handler = handlers.get(request.method or "")
         if handler is None:
             return error_response(
-                405,
                 "method_not_allowed",
                 f"{request.method} is not allowed here; use {allow}",
                 headers={"Allow": allow},
@@ -310,7 +309,7 @@ def history(request: HttpRequest, cart_id: str) -> HttpResponse:
 
 
 def unknown_route(request: HttpRequest, rest: str = "") -> HttpResponse:
-    return error_response(404, "not_found", f"no such endpoint: {request.path}")
+    return error_response("not_found", f"no such endpoint: {request.path}")
 
 
 # ---------------------------------------------------------------- the URLs' views
