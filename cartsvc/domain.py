@@ -22,8 +22,8 @@ Options = tuple[tuple[str, str], ...]
 
 
 class DomainError(Exception):
-    """A command refused by the rules; `code` is the stable contract code (what a caller
-    answers for it, an HTTP status say, is the caller's mapping: cartsvc/api/errors.py)."""
+    """A command refused by the rules; `code` is the stable contract code. What a caller
+    answers for a code (the API: an HTTP status) is the caller's to map."""
 
     code = "invalid"
 

@@ -1,4 +1,4 @@
-"""The JSON API, /api/v1/ (its contract: openapi.py): lean views over `cartsvc.service`.
+"""The JSON API, /api/v1/ (its contract: contract.py, openapi.py): lean views over the service.
 
 Who the caller is: Django's session (the cookie the storefront sets) when there is one; a user
 logged in that way owns the carts they open and nobody else sees them (404). An anonymous
