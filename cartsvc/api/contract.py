@@ -128,7 +128,7 @@ M = TypeVar("M", bound=Request)
 
 
 class NoFields(Request):
-    pass
+    """No fields: `{}` (or an empty body, which json_body reads as `{}`)."""
 
 
 class AddLine(Request):
