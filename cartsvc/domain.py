@@ -24,10 +24,10 @@ Options = tuple[tuple[str, str], ...]
 
 
 class DomainError(Exception):
-    """A command refused by the rules; `code` is the stable contract code."""
+    """A command refused by the rules; `code` is the stable contract code. What a caller
+    answers for a code (the API: an HTTP status) is the caller's to map."""
 
     code = "invalid"
-    status = 400
 
     def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -38,22 +38,22 @@ class DomainError(Exception):
 
 
 class InvalidInput(DomainError):
-    code, status = "invalid", 400
+    code = "invalid"
 
 
 class NotFound(DomainError):
-    code, status = "not_found", 404
+    code = "not_found"
 
 
 class CartNotOpen(DomainError):
-    code, status = "cart_not_open", 409
+    code = "cart_not_open"
 
 
 class PricesChanged(DomainError):
     """A checkout found line prices other than the cart shows: it did not go through; the
     cart is brought up to date for the shopper to confirm. `changes` lists them."""
 
-    code, status = "prices_changed", 409
+    code = "prices_changed"
 
     def __init__(
         self,
@@ -67,40 +67,40 @@ class PricesChanged(DomainError):
 
 
 class VersionConflict(DomainError):
-    code, status = "version_conflict", 412
+    code = "version_conflict"
 
 
 class UnknownSku(DomainError):
-    code, status = "unknown_sku", 422
+    code = "unknown_sku"
 
 
 class InsufficientStock(DomainError):
-    code, status = "insufficient_stock", 422
+    code = "insufficient_stock"
 
 
 class QuantityLimit(DomainError):
-    code, status = "quantity_limit", 422
+    code = "quantity_limit"
 
 
 class InvalidDiscount(DomainError):
-    code, status = "invalid_discount", 422
+    code = "invalid_discount"
 
 
 class IdempotencyKeyReused(DomainError):
-    code, status = "idempotency_key_reused", 422
+    code = "idempotency_key_reused"
 
 
 class Busy(DomainError):
     """The cart stayed locked by other writers for longer than we wait: retry later."""
 
-    code, status = "busy", 503
+    code = "busy"
 
 
 class DatabaseUnavailable(DomainError):
     """The database could not be reached, on a fresh connection either: nothing was applied.
     Retry later."""
 
-    code, status = "database_unavailable", 503
+    code = "database_unavailable"
 
 
 class OutcomeUnknown(DomainError):
@@ -108,7 +108,7 @@ class OutcomeUnknown(DomainError):
     been applied. Read the cart to see, or retry with the same Idempotency-Key, which
     answers the first outcome if it was applied and applies it once if it was not."""
 
-    code, status = "outcome_unknown", 503
+    code = "outcome_unknown"
 
 
 def money(value: Decimal) -> Decimal:

@@ -4,8 +4,9 @@
     python scripts/api_reference.py --check   # exit 1 if the committed file is out of date
 
 Every name in `cartsvc.service.__all__` is documented: the functions with their signatures
-(`inspect.signature`) and docstrings, the error classes with their `code` and HTTP status,
-the status constants with their values, and the data classes with their fields. The output
+(`inspect.signature`) and docstrings, the error classes with their `code` and the HTTP status
+the JSON API answers it with (the API's table: the domain knows no HTTP), the status constants
+with their values, and the data classes with their fields. The output
 depends on the code alone (no dates, no paths, no object ids), so it is the same on every run.
 """
 
@@ -121,6 +122,8 @@ def _functions(service: Any, names: list[str]) -> list[str]:
 
 
 def _errors(names: list[str], service: Any) -> list[str]:
+    from cartsvc.api.errors import STATUS_BY_CODE  # the API maps codes to statuses
+
     out = [
         "## Errors",
         "",
@@ -135,7 +138,7 @@ def _errors(names: list[str], service: Any) -> list[str]:
         cls = getattr(service, name)
         base = cls.__mro__[1].__name__
         code = getattr(cls, "code", None)
-        status = getattr(cls, "status", None)
+        status = STATUS_BY_CODE.get(code) if code is not None else None
         meaning = " ".join(own_doc(cls).split()).replace("|", "\\|")
         out.append(f"| `{name}` | `{base}` | {_cell(code)} | {_cell(status)} | {meaning or '—'} |")
     return [*out, ""]

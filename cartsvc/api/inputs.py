@@ -14,18 +14,13 @@ from cartsvc.api.errors import ApiError, invalid
 MAX_BODY = 16 * 1024
 MAX_VERSION = 2**31 - 1
 MAX_KEY = 128
-# What the OpenAPI document promises to accept; anything outside is refused here, before any
-# rule of the cart (so a schema-invalid request is 400 whatever the cart's state).
-MAX_QUANTITY = 2**31 - 1
-MAX_TEXT = 64
-MAX_OPTIONS = 10
 HISTORY_PAGE = 50
 HISTORY_MAX_PAGE = 200
 _DIGITS = frozenset("0123456789")
 
 
 def not_found(what: str = "cart", field: str | None = None) -> ApiError:
-    return ApiError(404, "not_found", f"{what} not found", field=field)
+    return ApiError("not_found", f"{what} not found", field=field)
 
 
 # ---------------------------------------------------------------- ids in the path
@@ -47,7 +42,6 @@ def no_chunked_body(request: HttpRequest) -> None:
     only Content-Length bytes, so such a body would be taken for an empty one."""
     if "HTTP_TRANSFER_ENCODING" in request.META and not request.META.get("CONTENT_LENGTH"):
         raise ApiError(
-            411,
             "length_required",
             "send the request body with a Content-Length header, not chunked",
             field="Content-Length",
@@ -86,86 +80,36 @@ def _content_length(request: HttpRequest) -> int:
 
 def json_body(request: HttpRequest, *, required: bool) -> dict[str, Any]:
     """The request's JSON object, checked in this order: size (413, before anything is read),
-    media type (415), syntax (400 malformed_json), shape (400 invalid).
+    media type (415), syntax (400 malformed_json), an object (400 invalid); its fields are
+    the contract's models' to check (contract.parse).
 
     POST and PATCH always need `Content-Type: application/json`, even with an empty body
     (see the views' note on CSRF); an endpoint that takes no fields accepts an empty body.
     """
     length = _content_length(request)
     if length > MAX_BODY:
-        raise ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+        raise ApiError("payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
     content_type = request.META.get("CONTENT_TYPE", "")
     if (length or request.method != "DELETE") and not _media_type_is_json(content_type):
         raise ApiError(
-            415,
             "unsupported_media_type",
             "send the request body as application/json (UTF-8)",
             field="Content-Type",
         )
     raw = request.body if length else b""
     if len(raw) > MAX_BODY:
-        raise ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+        raise ApiError("payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
     if not raw.strip():
         if required:
-            raise ApiError(400, "malformed_json", "the request body must be a JSON object")
+            raise ApiError("malformed_json", "the request body must be a JSON object")
         return {}
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(
-            400, "malformed_json", f"the request body is not valid JSON: {exc}"
-        ) from None
+        raise ApiError("malformed_json", f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise invalid("body", "the request body must be a JSON object")
     return body
-
-
-def fields(body: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
-    """Refuse unknown fields (a client can not send `unit_price`) and missing ones."""
-    for name in body:
-        if name not in required and name not in optional:
-            raise invalid(name, f"unknown field {name!r}")
-    for name in required:
-        if name not in body:
-            raise invalid(name, f"{name} is required")
-
-
-def quantity(value: Any, minimum: int) -> int:
-    """A JSON integer from `minimum` to MAX_QUANTITY: not a bool, a string or a fraction. A
-    number with no fractional part (2.0) is an integer, as in JSON Schema. The cart's own
-    limit (CART_MAX_LINE_QUANTITY) is the service's rule: 422 quantity_limit."""
-    if type(value) is float and value.is_integer():
-        value = int(value)
-    if type(value) is not int:
-        raise invalid("quantity", "quantity must be an integer")
-    if not minimum <= value <= MAX_QUANTITY:
-        raise invalid("quantity", f"quantity must be from {minimum} to {MAX_QUANTITY}")
-    return value
-
-
-def text(value: Any, field: str, max_length: int = MAX_TEXT) -> str:
-    if not isinstance(value, str):
-        raise invalid(field, f"{field} must be a string")
-    if not value.strip() or len(value) > max_length:
-        raise invalid(field, f"{field} must be a non-blank string of at most {max_length}")
-    return value
-
-
-def options(value: Any) -> dict[str, str]:
-    """Up to MAX_OPTIONS names (1 to MAX_TEXT characters) to strings (up to MAX_TEXT), with no
-    NUL character anywhere (PostgreSQL's jsonb can not store one)."""
-    if not isinstance(value, dict):
-        raise invalid("options", "options must be an object (leave it out for none)")
-    if len(value) > MAX_OPTIONS:
-        raise invalid("options", f"at most {MAX_OPTIONS} options")
-    for name, item in value.items():
-        if not isinstance(item, str):
-            raise invalid("options", "options must map names to strings")
-        if not 1 <= len(name) <= MAX_TEXT or len(item) > MAX_TEXT:
-            raise invalid("options", f"option names and values are at most {MAX_TEXT} characters")
-        if "\x00" in name or "\x00" in item:
-            raise invalid("options", "options can not contain NUL characters")
-    return value
 
 
 # ---------------------------------------------------------------- headers and queries

@@ -1,7 +1,10 @@
 """The OpenAPI 3.1 document of /api/v1/, kept in the repo and served at /api/v1/openapi.json.
 
-tests/api/test_openapi.py checks that it is valid OpenAPI, that it lists exactly the routes and
-methods of carts/api/urls.py, and schemathesis checks every response against it.
+Its paths are written here; its schemas are generated from the models of contract.py (the
+request bodies the views check with them, the response bodies serialization.py writes), and
+its error codes come from the API's status table (errors.py). tests/api/test_openapi.py
+checks that it is valid OpenAPI and lists exactly the routes and methods of urls.py, and
+schemathesis checks every response against it.
 """
 
 from __future__ import annotations
@@ -11,19 +14,11 @@ from typing import Any
 
 import orjson
 
-from cartsvc.api.inputs import (
-    HISTORY_MAX_PAGE,
-    HISTORY_PAGE,
-    MAX_BODY,
-    MAX_KEY,
-    MAX_OPTIONS,
-    MAX_QUANTITY,
-    MAX_TEXT,
-    MAX_VERSION,
-)
+from cartsvc.api import contract
+from cartsvc.api.errors import STATUS_BY_CODE
+from cartsvc.api.inputs import HISTORY_MAX_PAGE, HISTORY_PAGE, MAX_BODY, MAX_KEY, MAX_VERSION
 
 JSON = "application/json"
-NO_NUL = "^[^\\u0000]*$"
 
 
 def ref(kind: str, name: str) -> dict[str, str]:
@@ -34,221 +29,40 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {JSON: {"schema": schema}}
 
 
-MONEY = {
-    "type": "string",
-    "pattern": "^-?[0-9]+\\.[0-9]{2}$",
-    "description": 'A decimal amount with two places, e.g. "12.50"; never a float.',
-    "examples": ["12.50"],
-}
-
-LINE = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["id", "sku", "name", "options", "quantity", "unit_price", "line_total"],
-    "properties": {
-        "id": {"type": "integer", "minimum": 1},
-        "sku": {"type": "string"},
-        "name": {"type": "string"},
-        "options": {"type": "object", "additionalProperties": {"type": "string"}},
-        "quantity": {"type": "integer", "minimum": 1},
-        "unit_price": ref("schemas", "Money"),
-        "line_total": ref("schemas", "Money"),
-    },
-}
-
-CART = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": [
-        "id",
-        "version",
-        "status",
-        "currency",
-        "lines",
-        "saved_for_later",
-        "discount",
-        "subtotal",
-        "total",
-        "item_count",
-        "updated_at",
-    ],
-    "properties": {
-        "id": {"type": "string", "format": "uuid"},
-        "version": {"type": "integer", "minimum": 1},
-        "status": {"type": "string", "enum": ["open", "checked_out", "expired", "merged"]},
-        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-        "lines": {"type": "array", "items": ref("schemas", "Line")},
-        "saved_for_later": {
-            "type": "array",
-            "items": ref("schemas", "Line"),
-            "description": "Lines set aside: kept with the cart, not counted in its totals.",
-        },
-        "discount": {
-            "oneOf": [
-                {"type": "null"},
-                {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["code", "amount"],
-                    "properties": {
-                        "code": {"type": "string"},
-                        "amount": ref("schemas", "Money"),
-                    },
-                },
-            ]
-        },
-        "subtotal": ref("schemas", "Money"),
-        "total": ref("schemas", "Money"),
-        "item_count": {"type": "integer", "minimum": 0},
-        "updated_at": {"type": "string", "format": "date-time"},
-    },
-}
-
-PRODUCT = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["sku", "name", "price", "stock"],
-    "properties": {
-        "sku": {"type": "string"},
-        "name": {"type": "string"},
-        "price": ref("schemas", "Money"),
-        "stock": {"type": "integer", "minimum": 0},
-    },
-}
-
-EVENT_PAGE = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["events", "next_after"],
-    "properties": {
-        "events": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["version", "type", "schema", "data", "at"],
-                "properties": {
-                    "version": {"type": "integer", "minimum": 1},
-                    "type": {"type": "string"},
-                    "schema": {
-                        "type": "integer",
-                        "description": "The version of the event's data layout, as recorded.",
-                    },
-                    "data": {"type": "object"},
-                    "at": {"type": "string", "format": "date-time"},
-                },
-            },
-        },
-        "next_after": {
-            "type": ["integer", "null"],
-            "description": "Pass as `after` for the next page; null on the last page.",
-        },
-    },
-}
-
-ERROR_CODES = [
-    "malformed_json",
-    "invalid",
-    "not_found",
-    "method_not_allowed",
-    "cart_not_open",
-    "prices_changed",
-    "version_conflict",
-    "payload_too_large",
-    "unsupported_media_type",
-    "unknown_sku",
-    "insufficient_stock",
-    "quantity_limit",
-    "invalid_discount",
-    "idempotency_key_reused",
-    "busy",
-]
-
-
-def _error_schema(codes: list[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string", "enum": codes},
-                    "message": {"type": "string"},
-                    "field": {"type": "string"},
-                    "changes": {
-                        "type": "array",
-                        "description": "prices_changed only: the lines whose price moved.",
-                        "items": {
-                            "oneOf": [
-                                {
-                                    "type": "object",
-                                    "description": "A line whose price moved.",
-                                    "additionalProperties": False,
-                                    "required": ["line_id", "sku", "old_price", "new_price"],
-                                    "properties": {
-                                        "line_id": {"type": "integer"},
-                                        "sku": {"type": "string"},
-                                        "old_price": {"type": "string"},
-                                        "new_price": {"type": "string"},
-                                    },
-                                },
-                                {
-                                    "type": "object",
-                                    "description": "A discount that no longer holds (taken off).",
-                                    "additionalProperties": False,
-                                    "required": ["discount", "reason"],
-                                    "properties": {
-                                        "discount": {"type": "string"},
-                                        "reason": {"type": "string"},
-                                    },
-                                },
-                            ]
-                        },
-                    },
-                },
-            }
-        },
-    }
-
-
 _ERRORS = {
-    400: (
-        "Malformed JSON, or an invalid field, parameter or header (named by `field`).",
-        ["malformed_json", "invalid"],
-    ),
-    404: ("Unknown cart or line, or a cart the caller may not see.", ["not_found"]),
+    400: "Malformed JSON, or an invalid field, parameter or header (named by `field`).",
+    404: "Unknown cart or line, or a cart the caller may not see.",
     409: (
         "The cart is not open (checked out, expired or merged); or, at checkout, prices moved"
         " since the cart was shown (`prices_changed`, with `changes`): the cart is left"
-        " re-priced, review it and check out again.",
-        ["cart_not_open", "prices_changed"],
+        " re-priced, review it and check out again."
     ),
-    412: ("If-Match names a version the cart has moved on from.", ["version_conflict"]),
-    413: (f"The request body is over {MAX_BODY} bytes.", ["payload_too_large"]),
-    415: (
-        "POST and PATCH need Content-Type: application/json (charset utf-8 allowed).",
-        ["unsupported_media_type"],
-    ),
+    412: "If-Match names a version the cart has moved on from.",
+    413: f"The request body is over {MAX_BODY} bytes.",
+    415: "POST and PATCH need Content-Type: application/json (charset utf-8 allowed).",
     503: (
         "Retry after Retry-After seconds. busy: the cart is too busy right now;"
         " database_unavailable: the database could not be reached, nothing was applied;"
         " outcome_unknown: the connection was lost while the change was committed, so it may"
         " have been applied (read the cart, or retry with the same Idempotency-Key: it answers"
-        " the first outcome, or applies the change once).",
-        ["busy", "database_unavailable", "outcome_unknown"],
+        " the first outcome, or applies the change once)."
     ),
 }
 
 
+def _error_schema(codes: list[str]) -> dict[str, Any]:
+    """The Error body, its code one of `codes`."""
+    only = {"properties": {"code": {"enum": codes}}}
+    return {"allOf": [ref("schemas", "Error"), {"properties": {"error": only}}]}
+
+
 def _error(status: int, codes422: list[str] | None = None) -> dict[str, Any]:
+    """An error response; its codes are the API's for the status, a 422's the operation's."""
     if status == 422:
         description, codes = "A business rule refused the command.", codes422 or []
     else:
-        description, codes = _ERRORS[status]
+        description = _ERRORS[status]
+        codes = [code for code, answer in STATUS_BY_CODE.items() if answer == status]
     return {"description": description, "content": _json(_error_schema(codes))}
 
 
@@ -486,62 +300,7 @@ DOCUMENT: dict[str, Any] = {
         },
     },
     "components": {
-        "schemas": {
-            "Money": MONEY,
-            "Line": LINE,
-            "Cart": CART,
-            "Product": PRODUCT,
-            "EventPage": EVENT_PAGE,
-            "Error": _error_schema(ERROR_CODES),
-            "NoFields": {"type": "object", "additionalProperties": False},
-            "AddLine": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["sku", "quantity"],
-                "properties": {
-                    "sku": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": MAX_TEXT,
-                        "pattern": "\\S",
-                    },
-                    "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY},
-                    "options": {
-                        "type": "object",
-                        "description": 'Variant choices, e.g. {"size": "M"}; key order'
-                        " does not matter.",
-                        "maxProperties": MAX_OPTIONS,
-                        "propertyNames": {"minLength": 1, "maxLength": MAX_TEXT, "pattern": NO_NUL},
-                        "additionalProperties": {
-                            "type": "string",
-                            "maxLength": MAX_TEXT,
-                            "pattern": NO_NUL,
-                        },
-                    },
-                },
-            },
-            "SetQuantity": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["quantity"],
-                "properties": {
-                    "quantity": {"type": "integer", "minimum": 0, "maximum": MAX_QUANTITY}
-                },
-            },
-            "ApplyDiscount": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["code"],
-                "properties": {
-                    "code": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": MAX_TEXT,
-                        "pattern": "\\S",
-                    }
-                },
-            },
-        },
+        "schemas": contract.schemas(),
         "parameters": {
             "CartId": {
                 "name": "cart_id",

@@ -34,7 +34,8 @@ def _line(line: Any) -> dict[str, Any]:
 
 
 def cart_body(cart: Cart) -> dict[str, Any]:
-    """The cart body of the API contract (the `Cart` schema of openapi.py), saved list included."""
+    """The cart body of the API contract, saved list included (the `Cart` model of
+    contract.py documents it)."""
     subtotal = cart.subtotal
     discount = cart.discount
     amount = discount.amount_for(subtotal) if discount is not None else None

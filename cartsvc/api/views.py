@@ -1,4 +1,4 @@
-"""The JSON API, /api/v1/ (its contract: openapi.py): lean views over `cartsvc.service`.
+"""The JSON API, /api/v1/ (its contract: contract.py, openapi.py): lean views over the service.
 
 Who the caller is: Django's session (the cookie the storefront sets) when there is one; a user
 logged in that way owns the carts they open and nobody else sees them (404). An anonymous
@@ -44,6 +44,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from cartsvc import service
 from cartsvc.api import inputs
+from cartsvc.api.contract import AddLine, ApplyDiscount, NoFields, SetQuantity, parse
 from cartsvc.api.errors import (
     JSON,
     ApiError,
@@ -53,7 +54,6 @@ from cartsvc.api.errors import (
     invalid,
     json_response,
 )
-from cartsvc.api.inputs import fields
 from cartsvc.api.openapi import document_bytes
 from cartsvc.api.serialization import cart_json, etag, event_body, product_body
 from cartsvc.catalog import catalog
@@ -90,7 +90,6 @@ def endpoint(**handlers: Handler) -> Callable[..., HttpResponse]:
         handler = handlers.get(request.method or "")
         if handler is None:
             return error_response(
-                405,
                 "method_not_allowed",
                 f"{request.method} is not allowed here; use {allow}",
                 headers={"Allow": allow},
@@ -173,7 +172,7 @@ def openapi_document(request: HttpRequest) -> HttpResponse:
 
 def open_cart(request: HttpRequest) -> HttpResponse:
     body = inputs.json_body(request, required=False)
-    fields(body, ())
+    parse(NoFields, body)
     user = _user(request)
     key = inputs.idempotency_key(request)
     idem = None
@@ -225,10 +224,10 @@ def _matches(header: str, tag: str) -> bool:
 def add_line(request: HttpRequest, cart_id: str) -> HttpResponse:
     key = inputs.cart_id(cart_id)
     body = inputs.json_body(request, required=True)
-    fields(body, ("sku", "quantity"), ("options",))
-    sku = inputs.text(body["sku"], "sku")
-    quantity = body["quantity"] = inputs.quantity(body["quantity"], 1)
-    options = inputs.options(body["options"]) if "options" in body else None
+    command = parse(AddLine, body)
+    sku, options = command.sku, command.options
+    # The idempotency fingerprint reads the body as parsed: 2.0 and 2 are one request.
+    quantity = body["quantity"] = command.quantity
     door = _door(request, key, body)
     if "\x00" in sku:  # no product has one (and PostgreSQL text can not hold it)
         raise UnknownSku(f"unknown sku {sku!r}", field="sku")
@@ -239,8 +238,7 @@ def add_line(request: HttpRequest, cart_id: str) -> HttpResponse:
 def set_quantity(request: HttpRequest, cart_id: str, line_id: str) -> HttpResponse:
     key, line = inputs.cart_id(cart_id), inputs.line_id(line_id)
     body = inputs.json_body(request, required=True)
-    fields(body, ("quantity",))
-    quantity = body["quantity"] = inputs.quantity(body["quantity"], 0)
+    quantity = body["quantity"] = parse(SetQuantity, body).quantity
     door = _door(request, key, body)
     cart = service.set_quantity(key, line, quantity, as_user=_user(request), **door)
     return _cart_response(_checked(cart, request))
@@ -252,7 +250,7 @@ def _line_command(command: Callable[..., Cart]) -> Handler:
     def handle(request: HttpRequest, cart_id: str, line_id: str) -> HttpResponse:
         key, line = inputs.cart_id(cart_id), inputs.line_id(line_id)
         body = inputs.json_body(request, required=False)
-        fields(body, ())
+        parse(NoFields, body)
         door = _door(request, key, body)
         return _cart_response(_checked(command(key, line, as_user=_user(request), **door), request))
 
@@ -265,7 +263,7 @@ def _cart_command(command: Callable[..., Cart]) -> Handler:
     def handle(request: HttpRequest, cart_id: str) -> HttpResponse:
         key = inputs.cart_id(cart_id)
         body = inputs.json_body(request, required=False)
-        fields(body, ())
+        parse(NoFields, body)
         door = _door(request, key, body)
         return _cart_response(_checked(command(key, as_user=_user(request), **door), request))
 
@@ -275,8 +273,7 @@ def _cart_command(command: Callable[..., Cart]) -> Handler:
 def apply_discount(request: HttpRequest, cart_id: str) -> HttpResponse:
     key = inputs.cart_id(cart_id)
     body = inputs.json_body(request, required=True)
-    fields(body, ("code",))
-    code = inputs.text(body["code"], "code")
+    code = parse(ApplyDiscount, body).code
     door = _door(request, key, body)
     if "\x00" in code:
         raise InvalidDiscount(f"unknown discount code {code!r}", field="code")
@@ -289,7 +286,7 @@ def checkout(request: HttpRequest, cart_id: str) -> HttpResponse:
     holds the saved-for-later items, when the checkout carried some there."""
     key = inputs.cart_id(cart_id)
     body = inputs.json_body(request, required=False)
-    fields(body, ())
+    parse(NoFields, body)
     door = _door(request, key, body)
     who = _user(request)
     cart = _checked(service.checkout(key, as_user=who, **door), request)
@@ -310,7 +307,7 @@ def history(request: HttpRequest, cart_id: str) -> HttpResponse:
 
 
 def unknown_route(request: HttpRequest, rest: str = "") -> HttpResponse:
-    return error_response(404, "not_found", f"no such endpoint: {request.path}")
+    return error_response("not_found", f"no such endpoint: {request.path}")
 
 
 # ---------------------------------------------------------------- the URLs' views

@@ -474,7 +474,7 @@ MUTATIONS = [
 def test_a_cart_that_is_not_open_refuses_every_mutation(status, command):
     with pytest.raises(d.CartNotOpen) as err:
         d.decide(closed(status), command)
-    assert err.value.code == "cart_not_open" and err.value.status == 409
+    assert err.value.code == "cart_not_open"
 
 
 def test_expire_an_open_cart():
@@ -670,24 +670,25 @@ def test_cart_state_is_frozen():
 
 # ---------------------------------------------------------------- error codes
 
-# The API contract's error table (the error codes of openapi.py).
+# The contract's error codes, one per refusal (the API maps each to its HTTP status:
+# tests/api/test_error_statuses.py).
 ERROR_CODES = {
-    d.InvalidInput: ("invalid", 400),
-    d.NotFound: ("not_found", 404),
-    d.CartNotOpen: ("cart_not_open", 409),
+    d.InvalidInput: "invalid",
+    d.NotFound: "not_found",
+    d.CartNotOpen: "cart_not_open",
     # Beyond the original error table: a checkout whose prices moved since the cart was shown.
-    d.PricesChanged: ("prices_changed", 409),
-    d.VersionConflict: ("version_conflict", 412),
-    d.UnknownSku: ("unknown_sku", 422),
-    d.InsufficientStock: ("insufficient_stock", 422),
-    d.QuantityLimit: ("quantity_limit", 422),
-    d.InvalidDiscount: ("invalid_discount", 422),
-    d.IdempotencyKeyReused: ("idempotency_key_reused", 422),
+    d.PricesChanged: "prices_changed",
+    d.VersionConflict: "version_conflict",
+    d.UnknownSku: "unknown_sku",
+    d.InsufficientStock: "insufficient_stock",
+    d.QuantityLimit: "quantity_limit",
+    d.InvalidDiscount: "invalid_discount",
+    d.IdempotencyKeyReused: "idempotency_key_reused",
     # Beyond the original error table: a cart locked by others past every retry (the API's 503).
-    d.Busy: ("busy", 503),
+    d.Busy: "busy",
     # Beyond the original table: the database connection lost (nothing applied / maybe applied).
-    d.DatabaseUnavailable: ("database_unavailable", 503),
-    d.OutcomeUnknown: ("outcome_unknown", 503),
+    d.DatabaseUnavailable: "database_unavailable",
+    d.OutcomeUnknown: "outcome_unknown",
 }
 
 
@@ -705,18 +706,16 @@ def test_every_domain_error_has_its_contract_code():
 @pytest.mark.parametrize(
     ("cls", "expected"), list(ERROR_CODES.items()), ids=[cls.__name__ for cls in ERROR_CODES]
 )
-def test_domain_error_code_and_status(cls, expected):
-    code, status = expected
-    assert (cls.code, cls.status) == (code, status)
+def test_domain_error_code(cls, expected):
+    assert cls.code == expected
     error = cls("for humans", field="quantity")
     assert isinstance(error, d.DomainError)
-    assert (error.code, error.status, error.message, error.field) == (
-        code,
-        status,
-        "for humans",
-        "quantity",
-    )
+    assert (error.code, error.message, error.field) == (expected, "for humans", "quantity")
     assert str(error) == "for humans"
+
+
+def test_the_pure_domain_knows_no_http_status():
+    assert not any(hasattr(cls, "status") for cls in {d.DomainError, *ERROR_CODES})
 
 
 def test_a_code_can_be_overridden_per_instance_only():
