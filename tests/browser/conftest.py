@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,23 @@ def context(browser) -> Iterator:
     ctx.set_default_timeout(10_000)
     yield ctx
     ctx.close()
+
+
+# Screen sizes the look is checked at: a laptop, and a phone with touch.
+LAPTOP = {"viewport": {"width": 1280, "height": 860}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+
+
+@contextmanager
+def sized_context(browser, size: dict) -> Iterator:
+    """A fresh profile at `size`, with JavaScript on (axe and the measurements run in the
+    page; the pages themselves use none)."""
+    ctx = browser.new_context(locale="en-US", **size)
+    ctx.set_default_timeout(10_000)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
 
 
 @pytest.fixture

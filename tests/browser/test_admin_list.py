@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 
 from cartsvc import admin as cart_admin
 from cartsvc import operations
+from tests.browser.conftest import PHONE, sized_context
 from tests.factories import make_cart, make_products
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,23 +36,16 @@ def carts(db) -> list[str]:
     return made
 
 
-def page_at(browser, width: int, height: int) -> Iterator[Page]:
-    ctx = browser.new_context(
-        viewport={"width": width, "height": height}, locale="en-US", java_script_enabled=True
-    )
-    ctx.set_default_timeout(10_000)
-    yield ctx.new_page()
-    ctx.close()
-
-
 @pytest.fixture
 def laptop(browser) -> Iterator[Page]:
-    yield from page_at(browser, 1280, 800)
+    with sized_context(browser, {"viewport": {"width": 1280, "height": 800}}) as ctx:
+        yield ctx.new_page()
 
 
 @pytest.fixture
 def phone(browser) -> Iterator[Page]:
-    yield from page_at(browser, 390, 844)
+    with sized_context(browser, PHONE) as ctx:
+        yield ctx.new_page()
 
 
 def open_list(page: Page, base: str) -> None:

@@ -1,4 +1,4 @@
-"""The storefront's look in a real browser (issue 13): the cart at desktop and phone widths,
+"""The storefront's look in a real browser: the cart at desktop and phone widths,
 one focus ring with enough contrast, and axe-core finding nothing serious on any page."""
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from carts.models import Product
+from tests.browser.conftest import LAPTOP, PHONE, sized_context
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-DESKTOP = {"viewport": {"width": 1280, "height": 860}}
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 CATALOG = [
     ("MUG-01", "Classic Stoneware Mug", "12.00", 50),
     ("NOTE-02", "Linen Notebook", "8.50", 3),  # low: the cart line says "Only 3 left"
@@ -30,25 +29,16 @@ def shop(db):
         Product.objects.create(sku=sku, name=name, price=Decimal(price), stock=stock)
 
 
-def new_context(browser, size: dict):
-    """JavaScript on (axe and the measurements run in the page); the pages use none."""
-    ctx = browser.new_context(locale="en-US", **size)
-    ctx.set_default_timeout(10_000)
-    return ctx
-
-
 @pytest.fixture
 def desktop(browser):
-    ctx = new_context(browser, DESKTOP)
-    yield ctx
-    ctx.close()
+    with sized_context(browser, LAPTOP) as ctx:
+        yield ctx
 
 
 @pytest.fixture
 def phone(browser):
-    ctx = new_context(browser, PHONE)
-    yield ctx
-    ctx.close()
+    with sized_context(browser, PHONE) as ctx:
+        yield ctx
 
 
 def add(page: Page, sku: str, quantity: int) -> None:
