@@ -103,7 +103,12 @@ def add_during(fault: str, cart_id: str, headers: dict[str, str]) -> object:
         else:
             with socket.socket(fileno=os.dup(socket_of[0])) as broken:
                 broken.shutdown(socket.SHUT_RDWR)
-            time.sleep(0.3)  # the client has seen it (and, with a key, retried) by now
+            # The client has seen it when it has ended the lost session (it does so before
+            # it settles or answers): wait for that, not for a fixed time.
+            deadline = time.monotonic() + 10
+            while set(waiting) & set(app_backends(db)):
+                assert time.monotonic() < deadline, "the lost session was never ended"
+                time.sleep(0.01)
     thread.join(20)
     return answer[0]
 
