@@ -91,8 +91,8 @@ def cart_action(view: View) -> View:
         except DomainError as error:
             messages.error(request, friendly(error))
             return redirect(_next_url(request, reverse("shop:cart")))
-        if code is not None and view.__name__ != "remove_discount":
-            _discount_notice(request, before.id, code)  # type: ignore[union-attr]
+        if before is not None and code is not None and view.__name__ != "remove_discount":
+            _discount_notice(request, before.id, code)
         return response
 
     return wrapper

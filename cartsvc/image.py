@@ -572,7 +572,7 @@ def _settle_in_doubt(
     was applied, None if it was not (run it again, once). Without one, nobody can tell."""
     fresh_connection()
     try:
-        store.end_backend(getattr(exc, "backend_pid", None))
+        store.end_backend(exc.backend_pid)
     except DatabaseError:
         fresh_connection()  # the lock then expires by itself, and its expiry drops the entry
         metrics.inc("database_errors", outcome="unknown")
@@ -793,6 +793,9 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
             )
             return states[key]
 
+        # The wrapper takes a cart id where `fn` takes a cart, plus the write keywords: the
+        # decorated function keeps fn's name and type for its callers, which no annotation
+        # can express (ParamSpec can not swap a first parameter's type and add keywords).
         return wrapper  # type: ignore[return-value]
 
     if fn is not None:

@@ -93,7 +93,7 @@ def verify_cart(cart_id: str) -> list[Mismatch]:
         found.append(
             Mismatch(cart_id, "memory", f"the memory entry can not be read (corrupt): {EVICT}")
         )
-    elif cached is not False and folded is not None:
+    elif isinstance(cached, Cart) and folded is not None:  # False: not in memory
         at = f"memory holds version {cached.version}"
         if cached.version > folded.version:
             found.append(

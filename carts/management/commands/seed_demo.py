@@ -112,7 +112,7 @@ class Command(BaseCommand):
             .values_list("sku", flat=True)
         )
         if options["carts"] and skus:
-            progress = Progress(self.stdout._out, options["carts"], "carts")
+            progress = Progress.on(self.stdout, options["carts"], "carts")
             for _ in range(options["carts"]):
                 cart = service.open_cart()
                 for sku in rng.sample(skus, min(len(skus), rng.randint(1, 4))):
