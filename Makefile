@@ -101,9 +101,12 @@ dist: venv
 	rm -rf dist build
 	$(PY) -m build --wheel --no-isolation --outdir dist .
 
+# mypy's django plugin imports config.settings: run it in development mode (DJANGO_DEBUG=1, the
+# published development key allowed) so lint needs no environment of its own.
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	env DJANGO_DEBUG=1 $(VENV)/bin/mypy
 
 # The whole suite on real PostgreSQL + Redis (the wheel built and installed into a fresh
 # virtualenv for the integration project included), then the service contract on the
@@ -128,4 +131,4 @@ bench: venv services wrk
 	  $(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) var db.sqlite3* .pytest_cache .ruff_cache .hypothesis dist build *.egg-info
+	rm -rf $(VENV) var db.sqlite3* .pytest_cache .ruff_cache .mypy_cache .hypothesis dist build *.egg-info

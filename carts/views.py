@@ -38,6 +38,23 @@ View = Callable[..., HttpResponse]
 # ---------------------------------------------------------------- errors as messages
 
 
+# What a shopper is told for an error code, when the error's own words do not matter.
+_IN_WORDS = {
+    "cart_not_open": "That cart has already been checked out. Add a product to start a new cart.",
+    "version_conflict": (
+        "Your cart changed in the meantime (in another tab?). Please review it and retry."
+    ),
+    "unknown_sku": "Sorry, that product is no longer available.",
+    "idempotency_key_reused": "That form was already sent. Please try again.",
+    "database_unavailable": (
+        "Sorry, the shop could not save that just now; nothing was changed. Please retry."
+    ),
+    "outcome_unknown": (
+        "Sorry, we lost track of that change: please check your cart before you retry."
+    ),
+}
+
+
 def friendly(error: DomainError) -> str:
     """A DomainError in words a shopper understands."""
     code = error.code
@@ -48,22 +65,12 @@ def friendly(error: DomainError) -> str:
                 "tab or window. Here is your cart as it is now."
             )
         return "We could not find your cart; it may have expired. Add a product to start again."
-    if code == "cart_not_open":
-        return "That cart has already been checked out. Add a product to start a new cart."
-    if code == "version_conflict":
-        return "Your cart changed in the meantime (in another tab?). Please review it and retry."
-    if code == "unknown_sku":
-        return "Sorry, that product is no longer available."
+    if code in _IN_WORDS:
+        return _IN_WORDS[code]
     if code == "insufficient_stock":
         return f"Sorry: {error.message}."
     if code == "quantity_limit":
         return f"Sorry, {error.message}."
-    if code == "idempotency_key_reused":
-        return "That form was already sent. Please try again."
-    if code == "database_unavailable":
-        return "Sorry, the shop could not save that just now; nothing was changed. Please retry."
-    if code == "outcome_unknown":
-        return "Sorry, we lost track of that change: please check your cart before you retry."
     message = error.message.rstrip(".")
     return message[:1].upper() + message[1:] + "."
 
@@ -91,8 +98,8 @@ def cart_action(view: View) -> View:
         except DomainError as error:
             messages.error(request, friendly(error))
             return redirect(_next_url(request, reverse("shop:cart")))
-        if code is not None and view.__name__ != "remove_discount":
-            _discount_notice(request, before.id, code)  # type: ignore[union-attr]
+        if before is not None and code is not None and view.__name__ != "remove_discount":
+            _discount_notice(request, before.id, code)
         return response
 
     return wrapper

@@ -88,7 +88,7 @@ HISTORY_PER_PAGE = 20
 # The digits of a cart id the list shows (the search finds a cart by 4 or more).
 SHORT_ID = 8
 
-_MONEY = DecimalField(max_digits=14, decimal_places=2)
+_MONEY: DecimalField = DecimalField(max_digits=14, decimal_places=2)
 
 
 def _open_lines() -> QuerySet:
@@ -167,7 +167,8 @@ def history_page(cart_id: Any, page: Any) -> Page:
         .order_by("-version")
         .values("version", "type", "schema", "data", "command_id", "recorded_at")
     )
-    found = Paginator(events, HISTORY_PER_PAGE).get_page(page)
+    # Rows of values(), given two keys more below (typed loosely: values() rows are TypedDicts).
+    found: Page[Any] = Paginator(events, HISTORY_PER_PAGE).get_page(page)
     found.object_list = list(found.object_list)
     keys = dict(
         IdempotencyKey.objects.filter(
@@ -455,7 +456,8 @@ class InMemoryFilter(admin.SimpleListFilter):
         cut = len(ids) > self.scan_limit
         ids = ids[: self.scan_limit]
         present = (operations.in_memory(ids) if ids else set()) or set()
-        # The changelist's "in memory" column reuses this answer instead of asking again.
+        # The changelist's "in memory" column reuses this answer instead of asking again
+        # (an attribute of this request's own, which HttpRequest does not declare).
         request.cart_presence = {cart_id: cart_id in present for cart_id in ids}  # type: ignore[attr-defined]
         if cut:
             messages.info(
@@ -627,7 +629,8 @@ class CartAdmin(admin.ModelAdmin):
 
     @admin.display(description="lines", ordering="line_count")
     def line_count(self, cart: Cart) -> int:
-        return cart.line_count
+        # Annotated by get_queryset: the stubs know the model's fields, not the annotation.
+        return cart.line_count  # type: ignore[attr-defined]
 
     @admin.display(description="total")
     def total(self, cart: Cart) -> str:
@@ -662,6 +665,12 @@ class CartAdmin(admin.ModelAdmin):
             current_app=self.admin_site.name,
         )
 
+    def _missing(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Django's own answer to a change page of a cart that is not there (a message and
+        back to the list)."""
+        # A private ModelAdmin method that django-stubs do not declare.
+        return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)  # type: ignore[attr-defined]
+
     def operate_view(self, request: HttpRequest, object_id: str, operation: str) -> HttpResponse:
         """POST (with CSRF) one operation on one cart, then back to its detail page."""
         if request.method != "POST":
@@ -673,7 +682,7 @@ class CartAdmin(admin.ModelAdmin):
             raise Http404(f"no operation {operation!r}")
         cart = self.get_object(request, unquote(object_id))
         if cart is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return self._missing(request, object_id)
         found.run(request, [str(cart.pk)])
         return HttpResponseRedirect(self._detail_url(cart))
 
@@ -691,14 +700,14 @@ class CartAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["GET", "HEAD"])
         cart = self.get_object(request, unquote(object_id))
         if cart is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return self._missing(request, object_id)
         if not self.has_view_permission(request, cart):
             raise PermissionDenied
         cart_id = str(cart.pk)
         memory = memory_of(cart_id)  # before the rows: a race shows memory behind, not ahead
         rows = rows_state(cart_id)
         if rows is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return self._missing(request, object_id)
         log, log_error = log_state(cart_id)  # after the rows: a race shows the log ahead
         at = state_at(request.GET.get("at"), rows.version, cart_id)
         history = history_page(cart_id, request.GET.get("page"))

@@ -29,7 +29,9 @@ class CartsvcConfig(AppConfig):
         user_model = get_user_model()
         # Django sends pre_delete with the class the deletion was asked of: a proxy of the
         # user model (a staff-only admin, say) is a sender of its own.
-        for model in self.apps.get_models():
+        registry = self.apps
+        assert registry is not None  # the registry sets it before calling ready()
+        for model in registry.get_models():
             if model is user_model or (model._meta.proxy and issubclass(model, user_model)):
                 pre_delete.connect(
                     _close_carts_of_deleted_user,

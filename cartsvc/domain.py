@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, overload
 
 OPEN = "open"
 CHECKED_OUT = "checked_out"
@@ -682,7 +682,7 @@ class Checkout(Command):
         if self.products is not None:
             _check_stock(cart, self.products)
             repriced = _price_changes(cart, {s: p.price for s, p in self.products.items()}, at)
-            changes = [
+            changes: list[dict[str, str | int | None]] = [
                 {
                     "line_id": line.id,
                     "sku": line.sku,
@@ -1005,7 +1005,11 @@ def apply(cart: Cart | None, event: Event) -> Cart:
     return replace(cart, version=cart.version + 1, updated_at=event.at, **event.changes(cart))
 
 
-def fold(cart: Cart | None, events: list[Event] | tuple[Event, ...]) -> Cart | None:
+@overload
+def fold(cart: Cart, events: Sequence[Event]) -> Cart: ...
+@overload
+def fold(cart: Cart | None, events: Sequence[Event]) -> Cart | None: ...
+def fold(cart: Cart | None, events: Sequence[Event]) -> Cart | None:
     for event in events:
         cart = apply(cart, event)
     return cart

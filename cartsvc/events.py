@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -91,7 +91,7 @@ def _coding(hint: Any) -> Coding:
     if get_origin(hint) in (UnionType, Union) and len(args) == 2 and NoneType in args:
         return _optional(_coding(args[0] if args[1] is NoneType else args[1]))
     if get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis:
-        if is_dataclass(args[0]):
+        if isinstance(args[0], type) and is_dataclass(args[0]):
             return _records(args[0])
         if args[0] in _CODINGS:
             return _scalars(_CODINGS[args[0]])
@@ -111,7 +111,10 @@ def _fields(cls: type) -> tuple[tuple[str, str, Coding], ...]:
 
 
 def _encode(record: Any) -> dict[str, Any]:
-    return {key: out(getattr(record, name)) for name, key, (out, _) in _fields(type(record))}
+    # mypy checks a class against Hashable with its instances' __hash__ (python/mypy#11470):
+    # a class object is always hashable.
+    fields_ = _fields(type(record))  # type: ignore[arg-type]
+    return {key: out(getattr(record, name)) for name, key, (out, _) in fields_}
 
 
 def _decode(cls: type[R], data: Any, *first: Any) -> R:
@@ -119,7 +122,8 @@ def _decode(cls: type[R], data: Any, *first: Any) -> R:
     event's `at`), given positionally like the rest (keywords cost twice as much)."""
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__} payload is not an object")
-    return cls(*first, *[back(data[key]) for _, key, (_, back) in _fields(cls)])
+    fields_ = _fields(cls)  # type: ignore[arg-type]  # a class is hashable, as in _encode
+    return cls(*first, *[back(data[key]) for _, key, (_, back) in fields_])
 
 
 def _event_class(event_type: str) -> type[d.Event]:
@@ -171,7 +175,7 @@ def _lines_out(lines: tuple[d.Line, ...]) -> list[list[Any]]:
     ]
 
 
-def _lines_in(rows: list[list[Any]]) -> tuple[d.Line, ...]:
+def _lines_in(rows: Iterable[list[Any]]) -> tuple[d.Line, ...]:
     return tuple(
         d.Line(lid, sku, name, tuple(tuple(pair) for pair in opts), qty, Decimal(price))
         for lid, sku, name, opts, qty, price in rows

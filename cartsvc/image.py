@@ -305,6 +305,24 @@ def _rehydrate(cart_id: str, gen: c.Generation, token: str) -> d.Cart:
     return cart
 
 
+def _hit(cart_id: str, payload: bytes, local_states: int) -> d.Cart:
+    """The cart a read found in memory; an entry that can not be decoded is dropped and the
+    cart read from the database."""
+    try:
+        cart = load_state(payload, cart_id)
+    except CodecError as exc:
+        metrics.inc("bad_entries")
+        log.error("undecodable cache entry for cart %s dropped: %s", cart_id, exc)
+        try:
+            _guarded(_store().evict, cart_id, None)
+        except c.CacheUnavailable:
+            pass
+        return _from_db(cart_id)
+    metrics.inc("cache_hits")
+    _remember(cart, local_states)
+    return cart
+
+
 def read_cart(cart_id: str) -> d.Cart:
     """The current state of a cart: from memory, or rehydrated into it."""
     token = _token()
@@ -329,19 +347,7 @@ def read_cart(cart_id: str) -> d.Cart:
             metrics.inc("cache_hits")
             return known
         if status == c.HIT:
-            try:
-                cart = load_state(result.payload, cart_id)
-            except CodecError as exc:
-                metrics.inc("bad_entries")
-                log.error("undecodable cache entry for cart %s dropped: %s", cart_id, exc)
-                try:
-                    _guarded(_store().evict, cart_id, None)
-                except c.CacheUnavailable:
-                    pass
-                return _from_db(cart_id)
-            metrics.inc("cache_hits")
-            _remember(cart, derived.local_states)
-            return cart
+            return _hit(cart_id, result.payload, derived.local_states)
         if status == c.CLAIMED:
             metrics.inc("cache_misses")
             return _rehydrate(cart_id, result.gen, token)
@@ -367,6 +373,23 @@ def read_cart(cart_id: str) -> d.Cart:
 Decider = Callable[[dict[str, d.Cart | None]], dict[str, list[d.Event]]]
 
 
+def _wait_release(cart_id: str, deadline: float, wait_ms: int) -> bool:
+    """Wait for the holder of a cart's lock to release it; False when the wait is over (the
+    deadline passed, or the cache is unreachable): the command then writes unlocked."""
+    if time.monotonic() > deadline:
+        # The version check still fences us; the dirty mark fences the cache.
+        log.warning("lock wait on cart %s timed out; writing unlocked", cart_id)
+        return False
+    # Woken by the holder's release; the timeout also covers a holder that
+    # died (its lock expires) and a wake-up that went to another waiter.
+    metrics.inc("lock_waits")
+    try:
+        _guarded(_store().wait_release, cart_id, max(1, min(wait_ms, 100)))
+    except c.CacheUnavailable:
+        return False
+    return True
+
+
 class _Locks:
     """The cache locks one command holds, and what they returned."""
 
@@ -382,56 +405,50 @@ class _Locks:
     def take(self, cart_ids: Iterable[str]) -> None:
         lock_ms = _ms(conf.LOCK_TTL)
         for cart_id in sorted(cart_ids):
-            deadline = time.monotonic() + conf.LOCK_WAIT
-            reconciles = 0
-            while True:
-                known = _states.get(cart_id)
-                try:
-                    result = _guarded(
-                        _store().acquire,
-                        cart_id,
-                        self.token,
-                        lock_ms,
-                        _keep_ms(),
-                        str(known.version) if known else "",
-                    )
-                except c.CacheUnavailable:
-                    self.dirty = True
-                    return
-                if result.status == c.NO_LEASE:
-                    # A lease just granted normally serves the next acquire; a few rounds at
-                    # most (a lease that keeps vanishing is a cache that can not be trusted).
-                    reconciles += 1
-                    if reconciles <= 3 and reconcile():
-                        continue
-                    self.dirty = True
-                    return
-                if result.status == c.BUSY:
-                    if time.monotonic() > deadline:
-                        # The version check still fences us; the dirty mark fences the cache.
-                        log.warning("lock wait on cart %s timed out; writing unlocked", cart_id)
-                        self.dirty = True
-                        return
-                    # Woken by the holder's release; the timeout also covers a holder that
-                    # died (its lock expires) and a wake-up that went to another waiter.
-                    metrics.inc("lock_waits")
-                    try:
-                        _guarded(_store().wait_release, cart_id, max(1, min(result.wait_ms, 100)))
-                    except c.CacheUnavailable:
-                        self.dirty = True
-                        return
+            if not self._take_one(cart_id, lock_ms):
+                self.dirty = True
+                return
+
+    def _take_one(self, cart_id: str, lock_ms: int) -> bool:
+        """Lock one cart (keeping its cached state when the entry is usable); False when the
+        command is to write without the cache's locks (unreachable, untrusted, timed out)."""
+        deadline = time.monotonic() + conf.LOCK_WAIT
+        reconciles = 0
+        while True:
+            known = _states.get(cart_id)
+            try:
+                result = _guarded(
+                    _store().acquire,
+                    cart_id,
+                    self.token,
+                    lock_ms,
+                    _keep_ms(),
+                    str(known.version) if known else "",
+                )
+            except c.CacheUnavailable:
+                return False
+            if result.status == c.NO_LEASE:
+                # A lease just granted normally serves the next acquire; a few rounds at
+                # most (a lease that keeps vanishing is a cache that can not be trusted).
+                reconciles += 1
+                if reconciles <= 3 and reconcile():
                     continue
-                self.held.append(cart_id)
-                if result.status == c.ACQUIRED_SAME and known is not None:
-                    self.cached[cart_id] = known
-                elif result.status == c.ACQUIRED:
-                    try:
-                        self.cached[cart_id] = load_state(result.payload, cart_id)
-                    except CodecError as exc:
-                        # Not trusted: the command reads the cart from the database instead.
-                        metrics.inc("bad_entries")
-                        log.error("undecodable cache entry for cart %s: %s", cart_id, exc)
-                break
+                return False
+            if result.status == c.BUSY:
+                if not _wait_release(cart_id, deadline, result.wait_ms):
+                    return False
+                continue
+            self.held.append(cart_id)
+            if result.status == c.ACQUIRED_SAME and known is not None:
+                self.cached[cart_id] = known
+            elif result.status == c.ACQUIRED:
+                try:
+                    self.cached[cart_id] = load_state(result.payload, cart_id)
+                except CodecError as exc:
+                    # Not trusted: the command reads the cart from the database instead.
+                    metrics.inc("bad_entries")
+                    log.error("undecodable cache entry for cart %s: %s", cart_id, exc)
+            return True
 
     def settle(self, mode: c.SettleMode, states: dict[str, d.Cart] | None = None) -> None:
         for cart_id in self.held:
@@ -572,7 +589,7 @@ def _settle_in_doubt(
     was applied, None if it was not (run it again, once). Without one, nobody can tell."""
     fresh_connection()
     try:
-        store.end_backend(getattr(exc, "backend_pid", None))
+        store.end_backend(exc.backend_pid)
     except DatabaseError:
         fresh_connection()  # the lock then expires by itself, and its expiry drops the entry
         metrics.inc("database_errors", outcome="unknown")
@@ -624,16 +641,7 @@ def execute(
     deferred = _deferred()
     in_doubt = False
     for attempt in range(conf.WRITE_RETRIES):
-        if deferred is None:
-            locks = _Locks(_token())
-            locks.take(cart_ids)
-        else:
-            # The transaction's own token: a cart an earlier command of it holds is taken
-            # again (re-entrant), and its state is that command's, not the cache's.
-            locks = _Locks(deferred.token, pinned=deferred.held)
-            locks.take(cart_ids)
-            for key in deferred.held.intersection(cart_ids):
-                locks.cached.pop(key, None)  # the cache is behind our own rows: read them
+        locks = _take_locks(cart_ids, deferred)
         try:
             replayed = _replay(idempotency, cart_ids[0])
             if replayed is not None:
@@ -674,20 +682,65 @@ def execute(
             locks.settle("drop")
             raise
         states, committed = result
-        if committed:
-            _local.commits = getattr(_local, "commits", 0) + 1
-        _hook("after_commit", cart_ids=cart_ids, states=states)
-        if not committed:
-            locks.settle("keep")
-        elif deferred is not None:
-            deferred.held.update(cart_ids)
-            transaction.on_commit(partial(deferred.publish, states, locks.dirty, after_commit))
-        else:
-            _publish(locks, states, after_commit)
+        _conclude(cart_ids, locks, states, committed, deferred, after_commit)
         if attempt:
             metrics.inc("write_retries", attempt)
         return states
     raise d.Busy("the cart is too busy right now, try again")
+
+
+def _take_locks(cart_ids: list[str], deferred: _Deferred | None) -> _Locks:
+    if deferred is None:
+        locks = _Locks(_token())
+        locks.take(cart_ids)
+        return locks
+    # The transaction's own token: a cart an earlier command of it holds is taken
+    # again (re-entrant), and its state is that command's, not the cache's.
+    locks = _Locks(deferred.token, pinned=deferred.held)
+    locks.take(cart_ids)
+    for key in deferred.held.intersection(cart_ids):
+        locks.cached.pop(key, None)  # the cache is behind our own rows: read them
+    return locks
+
+
+def _conclude(
+    cart_ids: list[str],
+    locks: _Locks,
+    states: dict[str, d.Cart],
+    committed: bool,
+    deferred: _Deferred | None,
+    after_commit: Callable[[dict[str, d.Cart]], None] | None,
+) -> None:
+    """After an attempt: the locks released, the new states published (at the caller's
+    commit when inside its transaction)."""
+    if committed:
+        _local.commits = getattr(_local, "commits", 0) + 1
+    _hook("after_commit", cart_ids=cart_ids, states=states)
+    if not committed:
+        locks.settle("keep")
+    elif deferred is not None:
+        deferred.held.update(cart_ids)
+        transaction.on_commit(partial(deferred.publish, states, locks.dirty, after_commit))
+    else:
+        _publish(locks, states, after_commit)
+
+
+def _befores(
+    cart_ids: list[str], locks: _Locks, create: bool, opens: frozenset[str]
+) -> dict[str, d.Cart | None]:
+    """Each cart's state before the command (None: it opens the cart), from memory when
+    the lock brought a trusted one, else from the rows."""
+    befores: dict[str, d.Cart | None] = {}
+    for cart_id in cart_ids:
+        if create or cart_id in opens:
+            befores[cart_id] = None
+            continue
+        cached = locks.cached.get(cart_id) if not locks.dirty else None
+        before = cached or store.load_from_rows(cart_id)
+        if before is None:
+            raise d.NotFound("cart not found")
+        befores[cart_id] = before
+    return befores
 
 
 def _attempt(
@@ -702,16 +755,7 @@ def _attempt(
     within: Callable[[dict[str, d.Cart]], None] | None,
 ) -> tuple[dict[str, d.Cart], bool]:
     now = timezone.now()
-    befores: dict[str, d.Cart | None] = {}
-    for cart_id in cart_ids:
-        if create or cart_id in opens:
-            befores[cart_id] = None
-            continue
-        cached = locks.cached.get(cart_id) if not locks.dirty else None
-        before = cached or store.load_from_rows(cart_id)
-        if before is None:
-            raise d.NotFound("cart not found")
-        befores[cart_id] = before
+    befores = _befores(cart_ids, locks, create, opens)
     if expected_version is not None:
         before = befores[cart_ids[0]]  # If-Match is about the cart the command names
         if before is not None and before.version != expected_version:
@@ -793,6 +837,9 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
             )
             return states[key]
 
+        # The wrapper takes a cart id where `fn` takes a cart, plus the write keywords: the
+        # decorated function keeps fn's name and type for its callers, which no annotation
+        # can express (ParamSpec can not swap a first parameter's type and add keywords).
         return wrapper  # type: ignore[return-value]
 
     if fn is not None:

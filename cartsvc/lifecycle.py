@@ -96,7 +96,7 @@ def expire_abandoned(now: datetime | None = None, batch: int = 500) -> int:
         for cart_id in ids:
             if cart_id in recent:
                 continue
-            done = []
+            done: list[service.Cart] = []
             try:
                 service.expire_cart(cart_id, idle_since=idle_since, on_expired=done.append)
             except DomainError as exc:

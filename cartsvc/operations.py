@@ -189,6 +189,50 @@ def _warm_load(claimed: image.Claims) -> tuple[list[image.WarmItem], int]:
     return items, len(claimed) - len(items)
 
 
+# The warming loops' hooks: the next batch of ids after an id, and counts to add to the
+# result (warmed, already in memory, failed).
+_NextIds = Callable[[str | None], list[str]]
+_Add = Callable[[tuple[int, int, int]], None]
+
+
+def _count_warm(
+    ids: list[str], next_ids: _NextIds, add: _Add, progress: Callable[[int], None] | None
+) -> None:
+    """A dry run: which carts of each batch are in memory already (one cache call each)."""
+    while ids:
+        warm = in_memory(ids)
+        if warm is None:
+            add((0, 0, len(ids)))
+        else:
+            already = len(warm.intersection(ids))
+            add((len(ids) - already, already, 0))
+        if progress is not None:
+            progress(len(ids))
+        ids = next_ids(ids[-1])
+
+
+def _warm_batches(
+    ids: list[str], next_ids: _NextIds, add: _Add, progress: Callable[[int], None] | None
+) -> None:
+    """Claim, load and fill batch after batch, the cache calls on a helper thread."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-cache") as cache_thread:
+        claiming = cache_thread.submit(image.warm_claim, ids) if ids else None
+        filling = []
+        while ids and claiming is not None:
+            following = next_ids(ids[-1])
+            claimed, already, failed = claiming.result()
+            add((0, already, failed))
+            claiming = cache_thread.submit(image.warm_claim, following) if following else None
+            items, gone = _warm_load(claimed)
+            add((0, 0, gone))
+            filling.append(cache_thread.submit(image.warm_fill, items))
+            if progress is not None:
+                progress(len(ids))
+            ids = following
+        for fill in filling:
+            add(fill.result())
+
+
 def warm_carts(
     *,
     active_within: float | None = None,
@@ -223,33 +267,9 @@ def warm_carts(
 
     ids = next_ids(None)
     if dry_run:
-        while ids:
-            warm = in_memory(ids)
-            if warm is None:
-                add((0, 0, len(ids)))
-            else:
-                already = len(warm.intersection(ids))
-                add((len(ids) - already, already, 0))
-            if progress is not None:
-                progress(len(ids))
-            ids = next_ids(ids[-1])
+        _count_warm(ids, next_ids, add, progress)
     else:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-cache") as cache_thread:
-            claiming = cache_thread.submit(image.warm_claim, ids) if ids else None
-            filling = []
-            while ids and claiming is not None:
-                following = next_ids(ids[-1])
-                claimed, already, failed = claiming.result()
-                add((0, already, failed))
-                claiming = cache_thread.submit(image.warm_claim, following) if following else None
-                items, gone = _warm_load(claimed)
-                add((0, 0, gone))
-                filling.append(cache_thread.submit(image.warm_fill, items))
-                if progress is not None:
-                    progress(len(ids))
-                ids = following
-            for fill in filling:
-                add(fill.result())
+        _warm_batches(ids, next_ids, add, progress)
     result.seconds = time.monotonic() - started
     return result
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from typing import TextIO, cast
+
+from django.core.management.base import OutputWrapper
 
 
 def counted(n: int, singular: str, plural: str | None = None) -> str:
@@ -20,6 +22,12 @@ class Progress:
         self.started = time.monotonic()
         self.enabled = hasattr(stream, "isatty") and stream.isatty() and total > 0
         self._drawn_at = 0.0
+
+    @classmethod
+    def on(cls, stdout: OutputWrapper, total: int, label: str) -> Progress:
+        """A bar on a command's stdout, drawn on the stream under it: the wrapper would end
+        every write with a newline. (django-stubs do not declare `OutputWrapper._out`.)"""
+        return cls(cast(TextIO, stdout._out), total, label)
 
     def advance(self, n: int = 1) -> None:
         self.done += n

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 from django.db import InterfaceError, OperationalError, transaction
@@ -227,7 +227,7 @@ def _reconnecting(fn: _F) -> _F:
                 log.warning("database connection lost (%s); retrying on a fresh one", exc)
         raise AssertionError("unreachable")
 
-    return call  # type: ignore[return-value]
+    return cast(_F, call)  # the same signature: `call` passes its arguments through
 
 
 # ---------------------------------------------------------------- the door, once for all
@@ -458,7 +458,7 @@ def _checkout(
         if cart is not None and cart.saved and carry_to is not None:
             # The items leave as the checkout's re-pricing left them.
             repriced = [e for e in events[key] if isinstance(e, d.LinePriceChanged)]
-            saved = d.fold(cart, repriced).saved  # type: ignore[union-attr]
+            saved = d.fold(cart, repriced).saved
             opened = d.decide(None, d.OpenCart(at, carry_to, cart.owner_id, cart.currency))
             carried = d.decide(d.fold(None, opened), d.CarrySavedIn(at, key, saved), limits())
             events[carry_to] = [*opened, *carried]

@@ -102,7 +102,8 @@ def _state_from_joined(cart_id: str, rows: list[tuple[Any, ...]]) -> d.Cart:
     (status, currency, owner_id, version, next_line_id, dcode, dkind, dvalue, merged, ca, ua) = (
         rows[0][:11]
     )
-    lines, saved = [], []
+    lines: list[d.Line] = []
+    saved: list[d.Line] = []
     for row in rows:
         line_id, sku, name, opts, qty, price, is_saved = row[11:]
         if line_id is None:
@@ -307,7 +308,7 @@ def _snapshot_due(before: d.Cart | None, after: d.Cart) -> bool:
 
 def _event_values(
     change: Change, command_id: str | None
-) -> list[tuple[int, str, int, bytes, str | None, datetime]]:
+) -> list[tuple[int, str, int, dict[str, Any], str | None, datetime]]:
     first = change.after.version - len(change.events) + 1
     values = []
     for offset, event in enumerate(change.events):
@@ -343,6 +344,9 @@ class InDoubt(Exception):
     not have been applied. (Lost earlier, the transaction was rolled back: a plain
     OperationalError says so.)"""
 
+    # The server process that ran the transaction, when known (to end it, see image).
+    backend_pid: int | None = None
+
 
 class _CommitPoint:
     reached = False
@@ -363,7 +367,7 @@ def _commit_point(single_statement: bool = False) -> Iterator[_CommitPoint]:
     except (OperationalError, InterfaceError) as exc:
         if point.reached and outermost and remote and not _server_said_no(exc):
             doubt = InDoubt(str(exc))
-            doubt.backend_pid = backend  # type: ignore[attr-defined]
+            doubt.backend_pid = backend
             raise doubt from exc
         raise
 
@@ -573,11 +577,11 @@ def _commit_postgres(
             " SELECT h.id, x.* FROM h, (VALUES " + _values(rows, casts, params) + ") AS x)"
         )
     if updated:
-        rows = [(line.id, line.quantity, line.unit_price, saved) for line, saved in updated]
+        changed = [(line.id, line.quantity, line.unit_price, saved) for line, saved in updated]
         parts.append(
             ", upd AS (UPDATE cartsvc_cartline l SET quantity = x.q, unit_price = x.p,"
             " saved = x.s FROM h, (VALUES "
-            + _values(rows, ("int", "int", "numeric", "boolean"), params)
+            + _values(changed, ("int", "int", "numeric", "boolean"), params)
             + ") AS x(lid, q, p, s) WHERE l.cart_id = h.id AND l.line_id = x.lid)"
         )
     if deleted:
@@ -736,7 +740,8 @@ def payloads_from_rows(cart_ids: list[str]) -> dict[str, tuple[int, bytes]]:
         ua,
         raw,
     ) in rows:
-        lines, saved = [], []
+        lines: list[list[Any]] = []
+        saved: list[list[Any]] = []
         for line in orjson.loads(raw):
             (saved if line.pop() else lines).append(line)
         found[cart_id] = (

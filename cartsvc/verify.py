@@ -93,29 +93,35 @@ def verify_cart(cart_id: str) -> list[Mismatch]:
         found.append(
             Mismatch(cart_id, "memory", f"the memory entry can not be read (corrupt): {EVICT}")
         )
-    elif cached is not False and folded is not None:
-        at = f"memory holds version {cached.version}"
-        if cached.version > folded.version:
-            found.append(
-                Mismatch(
-                    cart_id,
-                    "memory",
-                    f"{at} but the event log ends at version {folded.version}: {EVICT}",
-                )
-            )
-        elif cached != (expected := store.load_from_events(cart_id, up_to=cached.version)):
-            if expected is None:
-                told = f"{at}, the event log can not replay that version"
-            else:
-                says = ("memory says", f"the event log at version {cached.version} says")
-                told = f"{at}, which differs from the log: {_differences(cached, expected, says)}"
-            found.append(Mismatch(cart_id, "memory", f"{told}: {EVICT}"))
-        elif cached.version < folded.version and not image.write_in_flight(cart_id):
-            found.append(
-                Mismatch(
-                    cart_id,
-                    "memory",
-                    f"{at} but the event log is at version {folded.version}: {EVICT}",
-                )
-            )
+    elif isinstance(cached, Cart) and folded is not None:  # False: not in memory
+        found.extend(_memory(cart_id, cached, folded))
     return found
+
+
+def _memory(cart_id: str, cached: Cart, folded: Cart) -> list[Mismatch]:
+    """How the memory entry differs from the event log (nothing when it agrees)."""
+    at = f"memory holds version {cached.version}"
+    if cached.version > folded.version:
+        return [
+            Mismatch(
+                cart_id,
+                "memory",
+                f"{at} but the event log ends at version {folded.version}: {EVICT}",
+            )
+        ]
+    if cached != (expected := store.load_from_events(cart_id, up_to=cached.version)):
+        if expected is None:
+            told = f"{at}, the event log can not replay that version"
+        else:
+            says = ("memory says", f"the event log at version {cached.version} says")
+            told = f"{at}, which differs from the log: {_differences(cached, expected, says)}"
+        return [Mismatch(cart_id, "memory", f"{told}: {EVICT}")]
+    if cached.version < folded.version and not image.write_in_flight(cart_id):
+        return [
+            Mismatch(
+                cart_id,
+                "memory",
+                f"{at} but the event log is at version {folded.version}: {EVICT}",
+            )
+        ]
+    return []

@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -55,6 +57,41 @@ def test_the_bench_stops_at_its_start_naming_a_missing_wrk(tmp_path):
     assert done.returncode != 0
     assert "no-wrk-here not found" in done.stderr
     assert "fresh schema" not in done.stdout + done.stderr  # stopped before any work
+
+
+# ---------------------------------------------------------------- make lint
+
+
+def test_lint_type_checks_the_app_and_the_shop_before_the_suite():
+    lines = dry_run("test")
+    mypy = next(i for i, line in enumerate(lines) if "bin/mypy" in line)
+    suite = next(i for i, line in enumerate(lines) if "bin/pytest" in line)
+    assert mypy < suite
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert config["tool"]["mypy"]["files"] == ["cartsvc", "carts"]
+
+
+def test_lints_mypy_fails_on_a_type_error_with_no_environment(tmp_path):
+    # The recipe's own mypy line, run as on a fresh machine (no DJANGO_* or database
+    # variables), on a planted module: the project's configuration finds its error.
+    line = next(line for line in dry_run("lint") if "bin/mypy" in line)
+    planted = tmp_path / "planted.py"
+    planted.write_text(
+        "from cartsvc.domain import Cart\n\n\ndef version(cart: Cart) -> str:\n"
+        "    return cart.version\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    done = subprocess.run(
+        [*shlex.split(line), str(planted)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "planted.py:5: error: Incompatible return value type" in done.stdout
+    assert "[return-value]" in done.stdout
 
 
 # ---------------------------------------------------------------- make run

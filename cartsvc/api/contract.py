@@ -135,6 +135,8 @@ class AddLine(Request):
     sku: Text
     quantity: Quantity
     # Absent is none; null is refused (the type says an object).
+    # The default is not of the field's type on purpose: pydantic does not validate defaults,
+    # so an absent field is None while a sent null is refused by `Options`.
     options: Options = None  # type: ignore[assignment]
 
 

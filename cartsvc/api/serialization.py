@@ -38,7 +38,12 @@ def cart_body(cart: Cart) -> dict[str, Any]:
     contract.py documents it)."""
     subtotal = cart.subtotal
     discount = cart.discount
-    amount = discount.amount_for(subtotal) if discount is not None else None
+    shown: dict[str, str] | None = None
+    total = subtotal
+    if discount is not None:
+        amount = discount.amount_for(subtotal)
+        shown = {"code": discount.code, "amount": money(amount)}
+        total = subtotal - amount
     return {
         "id": cart.id,
         "version": cart.version,
@@ -46,9 +51,9 @@ def cart_body(cart: Cart) -> dict[str, Any]:
         "currency": cart.currency,
         "lines": [_line(line) for line in cart.lines],
         "saved_for_later": [_line(line) for line in cart.saved],
-        "discount": None if discount is None else {"code": discount.code, "amount": money(amount)},
+        "discount": shown,
         "subtotal": money(subtotal),
-        "total": money(subtotal - amount if amount is not None else subtotal),
+        "total": money(total),
         "item_count": cart.item_count,
         "updated_at": cart.updated_at,
     }

@@ -63,6 +63,16 @@ class Command(BaseCommand):
             "(default: 7)",
         )
 
+    def seed_carts(self, rng: random.Random, skus: list[str], count: int) -> None:
+        """`count` open carts of one to four of the `skus` each, through the service."""
+        progress = Progress.on(self.stdout, count, "carts")
+        for _ in range(count):
+            cart = service.open_cart()
+            for sku in rng.sample(skus, min(len(skus), rng.randint(1, 4))):
+                service.add_line(cart.id, sku, 1)
+            progress.advance()
+        progress.close()
+
     def handle(self, *args: Any, **options: Any) -> None:
         for name in ("products", "carts", "stock"):
             if options[name] < 0:
@@ -112,13 +122,7 @@ class Command(BaseCommand):
             .values_list("sku", flat=True)
         )
         if options["carts"] and skus:
-            progress = Progress(self.stdout._out, options["carts"], "carts")
-            for _ in range(options["carts"]):
-                cart = service.open_cart()
-                for sku in rng.sample(skus, min(len(skus), rng.randint(1, 4))):
-                    service.add_line(cart.id, sku, 1)
-                progress.advance()
-            progress.close()
+            self.seed_carts(rng, skus, options["carts"])
             self.stdout.write(f"carts: {options['carts']} created")
         elif options["carts"]:
             self.stdout.write("carts: none created, no demo product is on sale with stock")

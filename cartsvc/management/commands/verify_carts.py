@@ -30,7 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         ids = None if options["all"] else options["ids"]
         total = operations.count_active(None) if ids is None else len(ids)
-        progress = Progress(self.stdout._out, total, "verifying")
+        progress = Progress.on(self.stdout, total, "verifying")
         checked = mismatches = 0
 
         def one_checked(n: int) -> None:
@@ -64,7 +64,7 @@ class Command(BaseCommand):
 
     def repair(self, cart_ids: list[str]) -> int:
         """Repair each cart through the service, print what was done; the carts left."""
-        progress = Progress(self.stdout._out, len(cart_ids), "repairing")
+        progress = Progress.on(self.stdout, len(cart_ids), "repairing")
         still = 0
         for cart_id in cart_ids:
             try:

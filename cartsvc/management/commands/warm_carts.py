@@ -49,7 +49,7 @@ class Command(BaseCommand):
         if options["limit"] is not None:
             total = min(total, options["limit"])
         label = "checking" if options["dry_run"] else "warming"
-        progress = Progress(self.stdout._out, total, label)
+        progress = Progress.on(self.stdout, total, label)
         result = operations.warm_carts(
             active_within=options["active_within"],
             limit=options["limit"],
