@@ -94,11 +94,16 @@ def _amount(value: Any, places: int, what: str) -> Decimal:
         number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     except (InvalidOperation, TypeError, ValueError):
         raise CatalogDataError(f"the catalog gave {what} as {value!r}: not a number") from None
-    if not number.is_finite() or number < 0:
+    if not number.is_finite():
         raise CatalogDataError(
             f"the catalog gave {what} as {value!r}: it must be a finite number, 0 or more"
         )
-    rounded = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP).copy_abs()
+    rounded = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    if rounded < 0:  # checked after rounding: -0.001 is a zero price, not a negative one
+        raise CatalogDataError(
+            f"the catalog gave {what} as {value!r}: it must be a finite number, 0 or more"
+        )
+    rounded = rounded.copy_abs()
     if rounded >= ROW_LIMIT:
         raise CatalogDataError(
             f"the catalog gave {what} as {value!r}: the cart holds amounts under {ROW_LIMIT}"

@@ -690,6 +690,8 @@ def execute(
 
 
 def _take_locks(cart_ids: list[str], deferred: _Deferred | None) -> _Locks:
+    """The command's locks on its carts: a token of its own, or, inside the caller's
+    transaction, the transaction's token (re-entrant for the carts it already holds)."""
     if deferred is None:
         locks = _Locks(_token())
         locks.take(cart_ids)

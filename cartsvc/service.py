@@ -119,6 +119,7 @@ ANYONE: Any = _Anyone()
 
 
 def limits() -> d.Limits:
+    """The cart's limits as configured (MAX_LINE_QUANTITY, MAX_LINES)."""
     return d.Limits(max_line_quantity=conf.MAX_LINE_QUANTITY, max_lines=conf.MAX_LINES)
 
 

@@ -128,10 +128,11 @@ def _errors(names: list[str], service: Any) -> list[str]:
         "## Errors",
         "",
         "Every refusal is a `DomainError`; `code` is its stable contract code (the JSON API's",
-        '`{"error": {"code", ...}}`) and `status` the HTTP status the API answers with. Each',
-        "carries `message` and, when one input is to blame, `field`.",
+        '`{"error": {"code", ...}}`). Each carries `message` and, when one input is to blame,',
+        "`field`. The errors know no HTTP: the JSON API answers each code with the status in",
+        "its table (`cartsvc.api.errors.STATUS_BY_CODE`), shown here.",
         "",
-        "| class | base | `code` | `status` | meaning |",
+        "| class | base | `code` | HTTP status (the API's) | meaning |",
         "|---|---|---|---|---|",
     ]
     for name in names:

@@ -138,6 +138,14 @@ def test_a_currency_without_minor_units_takes_whole_prices(loose):
         assert store.load_from_rows(cart.id) == store.load_from_events(cart.id) == cart
 
 
+def test_a_negative_amount_that_rounds_to_zero_is_a_zero_price(loose):
+    loose.prices["FREE"] = Decimal("-0.001")
+    cart = service.add_line(service.open_cart().id, "FREE")
+    assert cart.lines[0].unit_price == Decimal("0.00")
+    assert str(cart.lines[0].unit_price) == "0.00"  # not "-0.00"
+    assert store.load_from_rows(cart.id) == store.load_from_events(cart.id) == cart
+
+
 @pytest.mark.parametrize(
     "bad",
     [
