@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.test import Client
+
 from carts.models import DiscountCode, Product
 from cartsvc import service
 
@@ -31,3 +33,10 @@ def make_cart(lines: dict[str, int] | None = None, **open_kwargs) -> service.Car
     for sku, quantity in (lines or {}).items():
         cart = service.add_line(cart.id, sku, quantity)
     return cart
+
+
+def logged_in(user, **client_kwargs) -> Client:
+    """A test client with `user` logged in (no password check, no hashing)."""
+    client = Client(**client_kwargs)
+    client.force_login(user)
+    return client

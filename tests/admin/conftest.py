@@ -11,7 +11,7 @@ from django.contrib.messages import get_messages
 from django.test import Client
 
 from cartsvc import operations, service
-from tests.factories import make_cart, make_discount, make_products
+from tests.factories import logged_in, make_cart, make_discount, make_products
 
 CHANGELIST = "/admin/cartsvc/cart/"
 
@@ -40,9 +40,7 @@ def staff(db):
 
 @pytest.fixture
 def staff_client(staff) -> Client:
-    client = Client()
-    client.force_login(staff)
-    return client
+    return logged_in(staff)
 
 
 @pytest.fixture

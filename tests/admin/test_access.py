@@ -10,6 +10,7 @@ from django.test import Client
 from cartsvc import operations
 from cartsvc.models import Cart
 from tests.admin.conftest import CHANGELIST, detail_url, operate_url
+from tests.factories import logged_in
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("needs_redis")]
 
@@ -32,8 +33,7 @@ def test_anonymous_visitors_are_sent_to_the_login_page(cart):
 
 
 def test_a_logged_in_customer_who_is_not_staff_is_refused(cart, shopper):
-    client = Client()
-    client.force_login(shopper)
+    client = logged_in(shopper)
     for path in pages(cart.id):
         assert_sent_to_login(client.get(path), path)
     assert_sent_to_login(client.post(operate_url(cart.id, "evict")), "operate")
@@ -52,8 +52,7 @@ def test_a_logged_in_customer_who_is_not_staff_is_refused(cart, shopper):
 
 def test_staff_without_the_view_permission_do_not_see_carts(cart):
     user = get_user_model().objects.create_user("temp", password="pw-temp-2026", is_staff=True)
-    client = Client()
-    client.force_login(user)
+    client = logged_in(user)
     assert client.get(CHANGELIST).status_code == 403
     assert client.get(detail_url(cart.id)).status_code == 403
     assert client.post(operate_url(cart.id, "evict")).status_code == 403
@@ -62,8 +61,7 @@ def test_staff_without_the_view_permission_do_not_see_carts(cart):
 def test_view_only_staff_inspect_but_can_not_operate(cart):
     user = get_user_model().objects.create_user("viewer", password="pw-viewer-2026", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="view_cart"))
-    client = Client()
-    client.force_login(user)
+    client = logged_in(user)
 
     listing = client.get(CHANGELIST)
     assert listing.status_code == 200 and cart.id in listing.content.decode()
@@ -82,8 +80,7 @@ def test_view_only_staff_inspect_but_can_not_operate(cart):
 def test_staff_with_the_operate_permission_may_operate(cart):
     user = get_user_model().objects.create_user("ops", password="pw-ops-2026", is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(codename__in=["view_cart", "change_cart"]))
-    client = Client()
-    client.force_login(user)
+    client = logged_in(user)
     assert client.post(operate_url(cart.id, "evict")).status_code == 302
     assert operations.in_memory([cart.id]) == set()
 

@@ -13,7 +13,7 @@ from cartsvc import admin as cart_admin
 from cartsvc import operations, service
 from cartsvc.models import CartLine
 from tests.admin.conftest import CHANGELIST, detail_url, operate_url, page_text
-from tests.factories import make_cart
+from tests.factories import logged_in, make_cart
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("needs_redis")]
 
@@ -32,9 +32,7 @@ def run_action(client: Client, action: str, ids: list[str]):
 
 @pytest.fixture
 def csrf_client(staff) -> Client:
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(staff)
-    return client
+    return logged_in(staff, enforce_csrf_checks=True)
 
 
 def operate(client: Client, cart_id: str, operation: str):

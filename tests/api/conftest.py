@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from cartsvc import service
-from tests.factories import make_cart, make_discount, make_products
+from tests.factories import logged_in, make_cart, make_discount, make_products
 
 API = "/api/v1"
 JSON = "application/json"
@@ -85,13 +85,9 @@ def bob(db):
 
 @pytest.fixture
 def as_alice(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
+    return logged_in(alice)
 
 
 @pytest.fixture
 def as_bob(bob) -> Client:
-    client = Client()
-    client.force_login(bob)
-    return client
+    return logged_in(bob)
