@@ -132,6 +132,21 @@ class TestWarm:
             run("warm_carts", *bad)
 
 
+def a_good_and_a_tampered_cart() -> tuple[service.Cart, service.Cart]:
+    """Two carts of the same lines, the second's line row changed behind the service."""
+    good, bad = make_cart({"SKU-1": 2}), make_cart({"SKU-1": 2})
+    CartLine.objects.filter(cart_id=bad.id).update(quantity=7)
+    return good, bad
+
+
+def verify_failing(*args: str) -> tuple[CommandError, str]:
+    """Run verify_carts, which must fail: (its error, what it printed)."""
+    out = io.StringIO()
+    with pytest.raises(CommandError) as err:
+        call_command("verify_carts", *args, stdout=out)
+    return err.value, out.getvalue()
+
+
 class TestVerify:
     def test_a_consistent_database_exits_0(self, products, settings):
         settings.CARTIMAGE = {**settings.CARTIMAGE, "SNAPSHOT_EVERY": 2}
@@ -140,15 +155,11 @@ class TestVerify:
         assert run("verify_carts", "--all").strip().endswith("all carts consistent")
 
     def test_a_row_altered_behind_the_services_back_exits_1_naming_the_cart(self, products):
-        good = make_cart({"SKU-1": 2})
-        bad = make_cart({"SKU-1": 2})
-        CartLine.objects.filter(cart_id=bad.id).update(quantity=7)
-        out = io.StringIO()
-        with pytest.raises(CommandError) as err:
-            call_command("verify_carts", "--all", stdout=out)
-        assert err.value.returncode == 1
-        assert f"MISMATCH {bad.id}: rows" in out.getvalue()
-        assert good.id not in out.getvalue()
+        good, bad = a_good_and_a_tampered_cart()
+        err, printed = verify_failing("--all")
+        assert err.returncode == 1
+        assert f"MISMATCH {bad.id}: rows" in printed
+        assert good.id not in printed
 
     def test_a_stale_memory_entry_is_a_mismatch(self, products):
         cart = make_cart({"SKU-1": 2})
@@ -171,22 +182,16 @@ class TestVerify:
         assert "the memory entry can not be read (corrupt): evict it" in out.getvalue()
 
     def test_the_summary_counts_mismatches_and_carts_in_singular_and_plural(self, products):
-        good = make_cart({"SKU-1": 2})
-        bad = make_cart({"SKU-1": 2})
-        CartLine.objects.filter(cart_id=bad.id).update(quantity=7)
-        out = io.StringIO()
-        with pytest.raises(CommandError) as err:
-            call_command("verify_carts", "--all", stdout=out)
-        assert str(err.value) == "1 mismatch in 1 cart"
-        assert out.getvalue().splitlines()[-1] == "checked 2 carts: 1 mismatch in 1 cart"
+        good, bad = a_good_and_a_tampered_cart()
+        err, printed = verify_failing("--all")
+        assert str(err) == "1 mismatch in 1 cart"
+        assert printed.splitlines()[-1] == "checked 2 carts: 1 mismatch in 1 cart"
         worse = make_cart({"SKU-1": 1, "SKU-2": 1})
         CartLine.objects.filter(cart_id=worse.id).update(quantity=5)
         plant_memory(worse, replace(worse, version=worse.version + 1))
-        out = io.StringIO()
-        with pytest.raises(CommandError) as err:
-            call_command("verify_carts", "--ids", good.id, bad.id, worse.id, stdout=out)
-        assert str(err.value) == "3 mismatches in 2 carts"
-        assert out.getvalue().splitlines()[-1] == "checked 3 carts: 3 mismatches in 2 carts"
+        err, printed = verify_failing("--ids", good.id, bad.id, worse.id)
+        assert str(err) == "3 mismatches in 2 carts"
+        assert printed.splitlines()[-1] == "checked 3 carts: 3 mismatches in 2 carts"
 
     def test_a_progress_bar_on_a_terminal_only(self, products):
         # The carts are checked in id order: the bad one last, so the bar is drawn before it.
