@@ -125,6 +125,28 @@ def test_a_read_below_an_earlier_acknowledged_read_is_stale():
     assert report.violations[0].requests[1].client == "c2"
 
 
+def test_the_highest_version_counts_not_the_latest_answer():
+    requests = [
+        req("add", 1, 0.0, 0.1, key="k1"),
+        req("add", 2, 0.2, 0.5, key="k2"),
+        req("read", 1, 0.3, 0.6, client="c2"),  # overlapped the add: fine, answered last
+        req("read", 1, 0.7, 0.8, client="c3"),  # after version 2 was acknowledged
+    ]
+    report = check(requests, [final("A", 2, {"k1": 1, "k2": 1})])
+    assert kinds(report) == [("stale_read", "A")]
+    assert report.violations[0].requests == (requests[3], requests[1])
+
+
+def test_an_answer_that_is_not_2xx_acknowledges_nothing():
+    requests = [
+        req("add", 1, 0.0, 0.1, key="k1"),
+        # Its outcome unknown (a version recorded all the same): it may never have applied.
+        req("add", 2, 0.2, 0.3, status=503, code="outcome_unknown", key="k2"),
+        req("read", 1, 0.4, 0.5, client="c2"),
+    ]
+    assert check(requests, [final("A", 1, {"k1": 1})]).ok
+
+
 def test_a_read_overlapping_a_write_may_return_the_older_version():
     requests = [
         req("add", 1, 0.0, 0.1, key="k1"),
