@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 READ = "read"
+# Mutations that always make a new version when they succeed. Others may succeed changing
+# nothing (a quantity set to what it is, a discount applied again): two of those can be
+# answered with one version, and they commit nothing, so their Idempotency-Key is not kept.
+ALWAYS_CHANGES = frozenset({"add", "remove", "save_for_later", "move_to_cart", "checkout"})
 ALLOWED_503 = frozenset({"busy", "database_unavailable", "outcome_unknown"})
 # Violations not caused by one request (a gap in the log, verify_carts) are counted here.
 FINAL_PHASE = "(final state)"
@@ -191,7 +195,9 @@ def _lost(request: Request, final: Final | None) -> str | None:
         return f"{what}: the cart has no final state"
     if request.version is not None and request.version > final.last_version:
         return f"{what}: the log ends at version {final.last_version}"
-    if request.key is not None and final.applied.get(request.key, 0) < 1:
+    # A mutation that changed nothing commits nothing, its key included (ALWAYS_CHANGES).
+    keyed = request.key is not None and request.op in ALWAYS_CHANGES
+    if keyed and final.applied.get(request.key, 0) < 1:
         return f"{what}: its key is not among the applied keys"
     return None
 
@@ -223,10 +229,11 @@ def doubled_keys(history: Sequence[Request], finals: Iterable[Final]) -> Iterato
 
 
 def doubled_versions(history: Iterable[Request]) -> Iterator[Violation]:
-    """Two acknowledged mutations with different keys answered with one version."""
+    """Two acknowledged mutations with different keys answered with one version (only
+    mutations that always make a new version count, see ALWAYS_CHANGES)."""
     by_version: dict[tuple[str, int], list[Request]] = defaultdict(list)
     for request in acknowledged_mutations(history):
-        if request.version is not None:
+        if request.version is not None and request.op in ALWAYS_CHANGES:
             by_version[request.cart_id, request.version].append(request)
     for (cart_id, version), acks in by_version.items():
         # A replay of one key answers its version again; requests without a key are distinct.

@@ -191,6 +191,17 @@ def test_two_unkeyed_acknowledged_adds_at_one_version_are_doubled():
     assert kinds(check(requests, [final("A", 1)])) == [("doubled", "A")]
 
 
+def test_mutations_that_may_change_nothing_can_share_a_version():
+    # A quantity set to what it is already, a code applied again: 200 at the same version.
+    requests = [
+        req("set_quantity", 1, 0.0, 0.1, key="k1"),
+        req("set_quantity", 1, 0.2, 0.3, key="k2"),
+        req("apply_discount", 1, 0.4, 0.5, key="k3"),
+    ]
+    # They committed nothing: their keys were not kept, and that is no lost write.
+    assert check(requests, [final("A", 1)]).ok
+
+
 def test_a_failed_request_retried_with_its_key_and_applied_once_is_fine():
     requests = [
         req("add", None, 0.0, None, status=None, code="timeout", key="k1"),
