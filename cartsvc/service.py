@@ -468,6 +468,8 @@ def _checkout(
     cart_ids = [key] if carry_to is None else [key, carry_to]
     opens = () if carry_to is None else (carry_to,)
     states = image.execute(cart_ids, decide, opens=opens, within=take_stock, **door)
+    # A replayed Idempotency-Key answer comes back without deciding: still the caller's?
+    _visible(states[key], as_user)
     return states[key]
 
 
