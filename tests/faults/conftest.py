@@ -23,7 +23,8 @@ def free_port() -> int:
 
 
 class OwnRedis:
-    def __init__(self) -> None:
+    def __init__(self, *extra: str) -> None:
+        self.extra = extra  # more redis-server options (e.g. a maxmemory policy)
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="cartimage-redis-")
         self.process: subprocess.Popen | None = None
@@ -42,6 +43,7 @@ class OwnRedis:
                 "no",
                 "--dir",
                 self.dir,
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -76,13 +78,8 @@ class OwnRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture
-def own_redis(settings):
-    """Point the image at a redis-server of this test's own (with the production timeouts)."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed")
-    server = OwnRedis()
-    server.start()
+def serve_image_from(settings, server: OwnRedis) -> None:
+    """Point the image at `server` (with the production timeouts)."""
     settings.CACHES = {
         **settings.CACHES,
         "own": {
@@ -96,6 +93,16 @@ def own_redis(settings):
         },
     }
     settings.CARTIMAGE = {**settings.CARTIMAGE, "BACKEND": "redis", "REDIS_ALIAS": "own"}
+
+
+@pytest.fixture
+def own_redis(settings):
+    """Point the image at a redis-server of this test's own (with the production timeouts)."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed")
+    server = OwnRedis()
+    server.start()
+    serve_image_from(settings, server)
     yield server
     server.stop()
     image._stores.clear()
