@@ -54,6 +54,9 @@ def open_list(page: Page, base: str) -> None:
     page.get_by_label("Password").fill("ops-inspects-2026")
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(re.compile(r"/admin/cartsvc/cart/$"))
+    # The URL is there before the admin's actions.js has set up its checkboxes (it does on
+    # DOMContentLoaded): a tick before that would change nothing else on the page.
+    page.wait_for_load_state("load")
 
 
 def in_view(page: Page, selector: str) -> bool:
@@ -69,6 +72,7 @@ def test_the_key_columns_are_in_view_at_1280(live_server, carts, laptop, artifac
     open_list(laptop, live_server.url)
     # Every cart of the page ticked: past the action limit, no "Select all 4" but a note.
     laptop.locator("#action-toggle").check()
+    expect(laptop.locator(".action-counter")).to_contain_text("3 of 3 selected")
     expect(laptop.get_by_test_id("action-limit")).to_be_visible()
     expect(laptop.get_by_text("Select all 4 carts")).to_have_count(0)
     laptop.screenshot(path=str(artifacts / "admin-cart-list-1280.png"), full_page=True)
