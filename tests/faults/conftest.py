@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -95,15 +96,24 @@ def serve_image_from(settings, server: OwnRedis) -> None:
     settings.CARTIMAGE = {**settings.CARTIMAGE, "BACKEND": "redis", "REDIS_ALIAS": "own"}
 
 
+@contextlib.contextmanager
+def image_on_own_redis(settings, *extra: str) -> Iterator[OwnRedis]:
+    """The image on a redis-server of the test's own (`extra`: its options), stopped after."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed")
+    server = OwnRedis(*extra)
+    server.start()
+    serve_image_from(settings, server)
+    try:
+        yield server
+    finally:
+        server.stop()
+        image._stores.clear()
+        image.breaker.reset()
+
+
 @pytest.fixture
 def own_redis(settings):
     """Point the image at a redis-server of this test's own (with the production timeouts)."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed")
-    server = OwnRedis()
-    server.start()
-    serve_image_from(settings, server)
-    yield server
-    server.stop()
-    image._stores.clear()
-    image.breaker.reset()
+    with image_on_own_redis(settings) as server:
+        yield server

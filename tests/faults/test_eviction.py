@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import random
-import shutil
 
 import pytest
 
 from cartsvc import image, operations, service
 from tests.factories import make_cart
-from tests.faults.conftest import OwnRedis, serve_image_from
+from tests.faults.conftest import image_on_own_redis
 from tests.faults.test_stalled_reconcile import stall_reconcile
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -206,15 +205,10 @@ def test_control_hash_evicted_in_flight_and_a_second_writer_takes_the_lock(produ
 @pytest.fixture
 def lru_redis(settings):
     """The image on a redis-server of its own with 2 MB and allkeys-lru."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed")
-    server = OwnRedis("--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru")
-    server.start()
-    serve_image_from(settings, server)
-    yield server
-    server.stop()
-    image._stores.clear()
-    image.breaker.reset()
+    with image_on_own_redis(
+        settings, "--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru"
+    ) as server:
+        yield server
 
 
 def test_a_real_maxmemory_run_evicts_and_every_read_stays_fresh(products, lru_redis):
