@@ -165,10 +165,9 @@ class RedisClusterTopology:
             raise RuntimeError("redis-server and redis-cli are not installed")
         for node in self.nodes:
             node.start()
-        addresses = [node.address for node in self.nodes]
+        create = ["redis-cli", "--cluster", "create", *(node.address for node in self.nodes)]
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "1"]
-            + ["--cluster-yes"],
+            [*create, "--cluster-replicas", "1", "--cluster-yes"],
             check=True,
             capture_output=True,
             timeout=60,
