@@ -327,8 +327,19 @@ class RedisStore:
 
     def _peek_calls(self, cart_ids: list[str], payload: str) -> list[Any]:
         sha = self._scripts["peek"].sha
+        # Through execute_command: redis-py's ClusterPipeline blocks its `evalsha` method
+        # (EVALSHA is in its PIPELINE_BLOCKED_COMMANDS) but routes the command itself by the
+        # slot of its keys.
         return self._pipelined(
-            ("evalsha", sha, 2, self.key(cart_id), self.data_key(cart_id), payload)
+            (
+                "execute_command",
+                "EVALSHA",
+                sha,
+                2,
+                self.key(cart_id),
+                self.data_key(cart_id),
+                payload,
+            )
             for cart_id in cart_ids
         )
 
