@@ -250,14 +250,18 @@ class RedisClusterTopology:
         target.client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
         source.client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
         migration = Migration(slot, source, target)
-        yield migration
-        while migration.move(100):
-            pass
-        # The target first, then the source, then every other primary (as redis-cli does).
-        for node in [target, source] + [p for p in self.primaries() if p not in (target, source)]:
-            node.client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
-        wait_until(lambda: self.primary_of(slot) is target, f"slot {slot} served by its target")
-        self.wait_healthy()
+        try:
+            yield migration
+        finally:
+            # Also when the caller failed: a slot left half moved would fail every later test.
+            while migration.move(100):
+                pass
+            # The target first, then the source, then every other primary (as redis-cli does).
+            others = [p for p in self.primaries() if p not in (target, source)]
+            for node in [target, source, *others]:
+                node.client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+            wait_until(lambda: self.primary_of(slot) is target, f"slot {slot} on its target")
+            self.wait_healthy()
 
     def migrate_slot(self, slot: int, target: ClusterNode) -> int:
         """Move `slot` and all its keys to the primary `target`; returns how many keys moved."""
@@ -265,13 +269,22 @@ class RedisClusterTopology:
             pass
         return migration.moved
 
-    def kill_primary_of(self, slot: int, rejoin: bool = True) -> ClusterNode:
+    def kill_primary_of(
+        self, slot: int, rejoin: bool = True, killed: Callable[[], object] | None = None
+    ) -> ClusterNode:
         """SIGKILL the primary of `slot` and wait until its replica is promoted and the cluster
-        is ok again; returns the new primary. `rejoin`: restart the killed node (empty), which
-        then joins as the new primary's replica, so the next fault finds a whole cluster."""
+        is ok again; returns the new primary. `killed` is called right after the kill (before
+        the promotion). `rejoin`: restart the killed node (empty), which then joins as the new
+        primary's replica, so the next fault finds a whole cluster."""
         primary = self.primary_of(slot)
         replica = self.replica_of(primary)
-        self._promote(replica, primary.kill, slot)
+
+        def kill() -> None:
+            primary.kill()
+            if killed is not None:
+                killed()
+
+        self._promote(replica, kill, slot)
         if rejoin:
             primary.start()
             wait_until(
