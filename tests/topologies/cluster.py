@@ -51,6 +51,16 @@ class ClusterNode(OwnRedis):
         )
         self.client = redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
 
+    frozen = False
+
+    def freeze(self) -> None:
+        super().freeze()
+        self.frozen = True
+
+    def thaw(self) -> None:
+        super().thaw()
+        self.frozen = False
+
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
@@ -182,7 +192,8 @@ class RedisClusterTopology:
     # -- what the cluster looks like ------------------------------------------------------
 
     def living(self) -> list[ClusterNode]:
-        return [node for node in self.nodes if node.alive]
+        """The nodes that run and answer (not killed, not frozen)."""
+        return [node for node in self.nodes if node.alive and not node.frozen]
 
     def by_id(self, node_id: str) -> ClusterNode:
         return next(node for node in self.living() if node.node_id == node_id)
@@ -269,15 +280,29 @@ class RedisClusterTopology:
             pass
         return migration.moved
 
+    def freeze_behind(self, replica: ClusterNode) -> None:
+        """Freeze `replica` (SIGSTOP) and close its link from its primary: writes from now on
+        never reach it (what the primary sent before sits in the replica's socket buffer and
+        is applied when it is thawed; nothing after). Thaw it with `replica.thaw()`."""
+        primary_port = replica.client.execute_command("ROLE")[2]
+        primary = next(node for node in self.living() if node.port == primary_port)
+        replica.freeze()
+        primary.client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+
     def kill_primary_of(
-        self, slot: int, rejoin: bool = True, killed: Callable[[], object] | None = None
+        self,
+        slot: int,
+        rejoin: bool = True,
+        killed: Callable[[], object] | None = None,
+        replica: ClusterNode | None = None,
     ) -> ClusterNode:
         """SIGKILL the primary of `slot` and wait until its replica is promoted and the cluster
         is ok again; returns the new primary. `killed` is called right after the kill (before
-        the promotion). `rejoin`: restart the killed node (empty), which then joins as the new
+        the promotion; e.g. to thaw a replica frozen so that it lags, then given as
+        `replica`). `rejoin`: restart the killed node (empty), which then joins as the new
         primary's replica, so the next fault finds a whole cluster."""
         primary = self.primary_of(slot)
-        replica = self.replica_of(primary)
+        replica = replica or self.replica_of(primary)
 
         def kill() -> None:
             primary.kill()

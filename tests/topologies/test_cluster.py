@@ -206,27 +206,46 @@ def test_a_slot_migrated_while_writers_add_to_its_cart(on_cluster, hot_sku):
     assert len(logged_versions(hot)) == PROCESSES * FAULT_CALLS + 1
 
 
+def fresh_reads(cart_ids: list[str]) -> dict[str, int]:
+    """The versions a process that never read these carts before reads."""
+    go, results = procs.new_event(), procs.new_queue()
+    reader = procs.start(writers.read_versions, procs.child_settings(), cart_ids, go, results)
+    go.set()
+    [seen] = procs.collect([reader], results)
+    return seen
+
+
 @pytestmark_writers
-def test_a_primary_killed_and_its_replica_promoted_while_writers_add(on_cluster, hot_sku):
+def test_a_primary_killed_and_its_lagging_replica_promoted_while_writers_add(on_cluster, hot_sku):
     carts = carts_on_every_primary(on_cluster, per_primary=2)
     store = image.image_store()
     slot = store.client.keyslot(store.key(carts[0]))
+    replica = on_cluster.replica_of(on_cluster.primary_of(slot))
     plans = [[carts[(i + j) % len(carts)] for j in range(FAULT_CALLS)] for i in range(PROCESSES)]
     before, resume = FAULT_CALLS // 3, procs.new_event()
+    read_after_promotion: dict[str, int] = {}
+    logged_then: dict[str, int] = {}
 
     def kill(running: Callable[[], bool]) -> None:
-        # Every writer does a third of its adds, then goes on once the primary is dead.
+        # Every writer does a third of its adds (which the frozen replica never gets) and
+        # waits; the primary is killed, the replica promoted lacking those writes (with the
+        # entries they replaced); a new process reads every cart; then the writers go on.
         wait_for(lambda: events_so_far(carts) >= len(carts) + PROCESSES * before, "a third written")
-        on_cluster.kill_primary_of(slot, killed=resume.set)
+        on_cluster.kill_primary_of(slot, killed=replica.thaw, replica=replica)
+        read_after_promotion.update(fresh_reads(carts))
+        logged_then.update({cart_id: logged_versions(cart_id)[-1] for cart_id in carts})
+        resume.set()
 
-    outcomes = run_writers(plans, during=kill, pause_at=before, resume=resume)
+    for cart_id in carts:
+        service.get_cart(cart_id)  # an entry at version 1, on the primary and its replica
+    assert on_cluster.primary_of(slot).client.execute_command("WAIT", 1, 5000) == 1
+    on_cluster.freeze_behind(replica)
+    try:
+        outcomes = run_writers(plans, during=kill, pause_at=before, resume=resume)
+    finally:
+        replica.thaw()
+    assert read_after_promotion == logged_then
     check_history(carts, outcomes)
-    # A process that never read these carts, after the promotion, sees the database's version.
-    go, results = procs.new_event(), procs.new_queue()
-    reader = procs.start(writers.read_versions, procs.child_settings(), carts, go, results)
-    go.set()
-    [seen] = procs.collect([reader], results)
-    assert seen == {cart_id: logged_versions(cart_id)[-1] for cart_id in carts}
 
 
 # ---------------------------------------------------------------- operations across shards
