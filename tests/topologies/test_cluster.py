@@ -48,7 +48,8 @@ def image_on_cluster(settings, topology: RedisClusterTopology) -> Iterator[None]
         image.breaker.reset()
         with contextlib.suppress(CacheUnavailable):
             image.clear()
-        image.image_store().client.close()
+        with contextlib.suppress(CacheUnavailable):
+            image.image_store().client.close()
         image._stores.clear()
         image.breaker.reset()
 
