@@ -43,15 +43,15 @@ class ClusterNode(OwnRedis):
             # A replica may always take over, however long it was cut off from its primary.
             "--cluster-replica-validity-factor",
             "0",
-            # A primary would wait 5 s for more replicas before it syncs one.
+            # In the node's dir (gone with it): read it while debugging a failing test.
             "--logfile",
             "redis.log",
+            # A primary would wait 5 s for more replicas before it syncs one.
             "--repl-diskless-sync-delay",
             "0",
         )
         self.client = redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
-
-    frozen = False
+        self.frozen = False
 
     def freeze(self) -> None:
         super().freeze()

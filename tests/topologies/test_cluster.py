@@ -160,10 +160,10 @@ def hot_sku(db, settings):
 
 # ---------------------------------------------------------------- writers under fire
 
-pytestmark_writers = pytest.mark.django_db(transaction=True)
+on_committed_rows = pytest.mark.django_db(transaction=True)
 
 
-@pytestmark_writers
+@on_committed_rows
 def test_eight_writers_on_one_cart_and_on_carts_over_all_shards(on_cluster, hot_sku):
     hot = service.open_cart().id
     spread = carts_on_every_primary(on_cluster, per_primary=8)
@@ -177,7 +177,7 @@ def test_eight_writers_on_one_cart_and_on_carts_over_all_shards(on_cluster, hot_
     assert len(logged_versions(hot)) == PROCESSES * CALLS + 1
 
 
-@pytestmark_writers
+@on_committed_rows
 def test_a_slot_migrated_while_writers_add_to_its_cart(on_cluster, hot_sku):
     hot = service.open_cart().id
     store = image.image_store()
@@ -216,7 +216,7 @@ def fresh_reads(cart_ids: list[str]) -> dict[str, int]:
     return seen
 
 
-@pytestmark_writers
+@on_committed_rows
 def test_a_primary_killed_and_its_lagging_replica_promoted_while_writers_add(on_cluster, hot_sku):
     carts = carts_on_every_primary(on_cluster, per_primary=2)
     store = image.image_store()
@@ -328,3 +328,13 @@ def test_the_admin_page_reads_memory_of_every_shard(topology, products, admin_cl
     assert response.status_code == 200
     shown = {str(cart.pk): cart.in_memory_now for cart in response.context["cl"].result_list}
     assert shown == {cart_id: cart_id not in evicted for cart_id in ids}
+
+
+@pytest.mark.django_db
+def test_the_page_read_loads_the_scripts_a_new_primary_lacks(on_cluster, products):
+    # A promoted replica has no scripts (Redis does not replicate its script cache).
+    ids = open_spread_carts(on_cluster)
+    for node in on_cluster.primaries():
+        node.client.execute_command("SCRIPT", "FLUSH")
+    assert sorted(image.peek(ids)) == ids
+    assert operations.in_memory(ids) == set(ids)
