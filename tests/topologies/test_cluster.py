@@ -1,5 +1,4 @@
-"""The image on a real Redis Cluster: the service contract, writers while a slot moves and a
-primary dies, and the operations that span shards."""
+"""The image on a real Redis Cluster: the contract, writers under resharding and failover, ops."""
 
 from __future__ import annotations
 
