@@ -125,7 +125,13 @@ def run_writers(
     ]
     go.set()
     if during is not None:
-        during(lambda: any(worker.is_alive() for worker in workers))
+        try:
+            during(lambda: any(worker.is_alive() for worker in workers))
+        except BaseException:
+            for worker in workers:  # none goes on writing into the next test
+                worker.kill()
+                worker.join()
+            raise
     return procs.collect(workers, results)
 
 
