@@ -129,6 +129,7 @@ test-nightly:
 bench: venv services wrk
 	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
 	  $(PY) bench/run.py
+	$(PY) bench/failover_cost.py | tee bench/failover.md
 
 clean:
 	rm -rf $(VENV) var db.sqlite3* .pytest_cache .ruff_cache .mypy_cache .hypothesis dist build *.egg-info
