@@ -196,7 +196,19 @@ class SentinelTopology:
         """The old primary is gone (killed): force the sentinels to promote the replica now
         (no waiting for them to see it down), then wait until they all name it."""
         new = self.replica
-        self.sentinels[0].client.execute_command("SENTINEL", "FAILOVER", SERVICE)
+
+        def forced() -> bool:
+            try:
+                self.sentinels[0].client.execute_command("SENTINEL", "FAILOVER", SERVICE)
+            except redis.ResponseError as exc:
+                # The sentinel's view of the replica may be a moment old (it was frozen or
+                # lost its primary just now): ask again; any other refusal is an error.
+                if "NOGOODSLAVE" not in str(exc):
+                    raise AssertionError(f"SENTINEL FAILOVER refused: {exc}") from exc
+                return False
+            return True
+
+        wait_for("a sentinel accepts the failover", forced, timeout=10)
         self._wait_promoted(new)
         self.primary, self.replica = new, self.primary
 
@@ -212,6 +224,21 @@ class SentinelTopology:
         persistence), and wait until the topology is whole again."""
         node.extra = (*NODE_OPTIONS, "--replicaof", "127.0.0.1", str(self.primary.port))
         node.start()
+        self.wait_whole()
+
+    def heal(self) -> None:
+        """After a test that froze or killed nodes (also one that failed half-way): every
+        node running again, the sentinels' primary alive, the topology whole."""
+        for node in self.nodes:
+            if node.process and node.process.poll() is None:
+                node.thaw()
+        named = self.sentinels[0].master_port()
+        self.primary = next(n for n in self.nodes if n.port == named)
+        self.replica = next(n for n in self.nodes if n is not self.primary)
+        if self.primary.process is None or self.primary.process.poll() is not None:
+            self.fail_over_from_dead_primary()
+        if self.replica.process is None or self.replica.process.poll() is not None:
+            self.restart_as_replica(self.replica)
         self.wait_whole()
 
     # SIGSTOP / SIGCONT / SIGKILL of a node (OwnRedis's freeze / thaw / kill).
