@@ -39,6 +39,8 @@ def image_on(settings, topology: SentinelTopology):
 
 @pytest.fixture
 def on_sentinel(settings, sentinel_topology):
+    # tests/conftest.py's clean_image sets up before and tears down after this fixture, so
+    # it cleans the run's own store; this one clears the Sentinel store itself.
     with image_on(settings, sentinel_topology) as topology:
         yield topology
 
