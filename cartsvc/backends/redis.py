@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache, partial
 from importlib.resources import files
 from string import Template
@@ -51,7 +51,6 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "fill_many": ("_now", "_epoch", "_fill"),
     "acquire": ("_now", "_epoch"),
     "settle": ("_now", "_epoch"),
-    "peek": ("_epoch",),
     "release_claim": (),
     "evict": ("_now",),
     "reconcile_begin": ("_now",),
@@ -124,7 +123,7 @@ class RedisStore:
         url = conf.REDIS_URL
         if url:
             buckets = CLUSTER_BUCKETS if url.startswith("redis+cluster:") else 1
-            return cls(partial(client_from_url, url), conf.KEY_PREFIX, buckets)
+            return cls(redis_connector(url), conf.KEY_PREFIX, buckets)
         from django_redis import get_redis_connection
 
         return cls(get_redis_connection(conf.REDIS_ALIAS), conf.KEY_PREFIX)
@@ -325,19 +324,45 @@ class RedisStore:
             keys += [self.key(cart_id), self.data_key(cart_id)]
         self._call("reconcile_end", keys, [token, lease_until_ms, *drop_ids])
 
-    def _peek_calls(self, cart_ids: list[str], payload: str) -> list[Any]:
-        sha = self._scripts["peek"].sha
-        return self._pipelined(
-            ("evalsha", sha, 2, self.key(cart_id), self.data_key(cart_id), payload)
-            for cart_id in cart_ids
-        )
+    def _epochs(self, keys: list[str], info: dict[str, Any] | None) -> list[str]:
+        """The epoch each key's entry must carry to be served: its primary's replication id
+        (`info`: the one server's INFO replication, when there is one server)."""
+        if info is not None:
+            return [_primary_epoch(info)] * len(keys)
+        try:
+            infos = self.client.info("replication", target_nodes=RedisCluster.PRIMARIES)
+            nodes = [self.client.get_node_from_key(key).name for key in keys]
+        except _ERRORS as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return [_primary_epoch(infos[node]) for node in nodes]
+
+    def _entries(self, cart_ids: list[str], payload: bool) -> list[tuple[int, bytes] | None]:
+        """Per cart, the (version, payload) a read would serve now, or None; in one round
+        trip per node (no script: a Cluster pipeline runs none), touching nothing."""
+        commands: list[tuple[Any, ...]] = []
+        for cart_id in cart_ids:
+            commands.append(("hmget", self.key(cart_id), "v", "e"))
+            if payload:
+                commands.append(("get", self.data_key(cart_id)))
+        one_server = self.buckets == 1
+        if one_server:
+            commands.append(("info", "replication"))
+        rows = self._pipelined(commands)
+        info = rows.pop() if one_server else None
+        epochs = self._epochs([self.key(cart_id) for cart_id in cart_ids], info)
+        step = 2 if payload else 1
+        found: list[tuple[int, bytes] | None] = []
+        for position, epoch in enumerate(epochs):
+            version, stamp = rows[position * step]
+            data = rows[position * step + 1] if payload else b""
+            usable = version is not None and stamp is not None and stamp.decode() == epoch
+            found.append((int(version), data) if usable and data is not None else None)
+        return found
 
     def peek(self, cart_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
         ids = list(cart_ids)
-        rows = self._peek_calls(ids, "1")
-        return {
-            cart_id: (int(row[0]), row[1]) for cart_id, row in zip(ids, rows, strict=True) if row
-        }
+        rows = self._entries(ids, payload=True)
+        return {cart_id: row for cart_id, row in zip(ids, rows, strict=True) if row}
 
     def locked(self, cart_id: str) -> bool:
         try:
@@ -352,7 +377,7 @@ class RedisStore:
         return token is not None and int(expires) > now[0] * 1000 + now[1] // 1000
 
     def present(self, cart_ids: list[str]) -> list[str]:
-        rows = self._peek_calls(cart_ids, "0")
+        rows = self._entries(cart_ids, payload=False)
         return [cart_id for cart_id, row in zip(cart_ids, rows, strict=True) if row]
 
     def idle(self, before_ms: int, limit: int) -> list[str]:
@@ -389,11 +414,19 @@ class RedisStore:
             raise CacheUnavailable(str(exc)) from exc
 
 
+def _primary_epoch(info: dict[str, Any]) -> str:
+    """A primary's replication id from its INFO replication; a replica serves nothing."""
+    if info.get("role") != "master":
+        raise CacheUnavailable("the server is a replica, not the primary")
+    return str(info["master_replid"])
+
+
 _DEFAULT_TIMEOUTS = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
 
 
-def client_from_url(url: str) -> Any:
-    """redis-py's own client for `REDIS_URL`:
+def redis_connector(url: str) -> Callable[[], Any]:
+    """A function making redis-py's own client for `REDIS_URL`; the URL is checked now (a
+    bad one raises ImproperlyConfigured), the connection is made when the function is called:
 
     * `redis://[[user]:password@]host:port/db` (or `rediss://`, `unix://`): a plain primary;
     * `redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`: the
@@ -402,13 +435,17 @@ def client_from_url(url: str) -> Any:
 
     `?socket_timeout=` and `?socket_connect_timeout=` (seconds) default to 0.25: a hung Redis
     must cost milliseconds, not the default forever."""
+    if not isinstance(url, str):
+        raise ImproperlyConfigured(f"REDIS_URL {url!r} is not a string")
     parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    options: dict[str, Any] = {
-        name: float(query.pop(name, default)) for name, default in _DEFAULT_TIMEOUTS.items()
-    }
+    options = _timeouts(url, dict(parse_qsl(parts.query)))
     if parts.scheme in ("redis", "rediss", "unix"):
-        return Redis.from_url(url, **options)
+        return partial(Redis.from_url, url, **options)
+    if parts.scheme not in ("redis+sentinel", "redis+cluster"):
+        raise ImproperlyConfigured(
+            f"REDIS_URL {url!r}: the scheme must be redis, rediss, unix, redis+sentinel or "
+            "redis+cluster"
+        )
     userinfo, _, hosts = parts.netloc.rpartition("@")
     if userinfo:
         user, _, password = userinfo.partition(":")
@@ -417,23 +454,39 @@ def client_from_url(url: str) -> Any:
     if not nodes:
         raise ImproperlyConfigured(f"REDIS_URL {url!r} names no host")
     path = [part for part in parts.path.split("/") if part]
-    if parts.scheme == "redis+sentinel":
-        if not path or len(path) > 2 or not (len(path) == 1 or path[1].isdigit()):
-            raise ImproperlyConfigured(
-                f"REDIS_URL {url!r}: expected redis+sentinel://host:port,.../service[/db]"
-            )
-        timeouts = {name: options[name] for name in _DEFAULT_TIMEOUTS}
-        sentinel = Sentinel(nodes, sentinel_kwargs=timeouts, **timeouts)
-        db = int(path[1]) if len(path) == 2 else 0
-        return sentinel.master_for(path[0], db=db, **options)
     if parts.scheme == "redis+cluster":
         if path:
             raise ImproperlyConfigured(f"REDIS_URL {url!r}: a Cluster has no database number")
         startup = [ClusterNode(host, port) for host, port in nodes]
-        return RedisCluster(startup_nodes=startup, **options)
-    raise ImproperlyConfigured(
-        f"REDIS_URL {url!r}: the scheme must be redis, rediss, unix, redis+sentinel or "
-        "redis+cluster"
+        return partial(RedisCluster, startup_nodes=startup, **options)
+    if not 1 <= len(path) <= 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ImproperlyConfigured(
+            f"REDIS_URL {url!r}: expected redis+sentinel://host:port,.../service[/db]"
+        )
+    return partial(_sentinel_primary, nodes, path[0], int(path[1]) if path[1:] else 0, options)
+
+
+def _timeouts(url: str, query: dict[str, str]) -> dict[str, Any]:
+    try:
+        return {
+            name: float(query.get(name, default)) for name, default in _DEFAULT_TIMEOUTS.items()
+        }
+    except ValueError:
+        raise ImproperlyConfigured(f"REDIS_URL {url!r}: a timeout is not a number") from None
+
+
+def client_from_url(url: str) -> Any:
+    """redis-py's own client for `REDIS_URL` (see `redis_connector`)."""
+    return redis_connector(url)()
+
+
+def _sentinel_primary(
+    sentinels: list[tuple[str, int]], service: str, db: int, options: dict[str, Any]
+) -> Redis:
+    # The sentinels are asked with the same timeouts, but not with the primary's password.
+    timeouts = {name: options[name] for name in _DEFAULT_TIMEOUTS}
+    return Sentinel(sentinels, sentinel_kwargs=timeouts, **timeouts).master_for(
+        service, db=db, **options
     )
 
 
