@@ -13,7 +13,7 @@ BENCH_REDIS_URL ?= redis://127.0.0.1:6379/12
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-nightly lint bench venv services chromium wrk nginx dist clean
+.PHONY: run test test-nightly lint bench venv services chromium wrk nginx redis-sentinel dist clean
 
 venv: $(STAMP)
 
@@ -91,6 +91,15 @@ nginx:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
 	  { echo "FATAL: nginx is not installed" >&2; exit 1; }
 
+# Redis Sentinel and redis-cli are started and driven by tests/topologies on loopback.
+redis-sentinel:
+	@command -v redis-sentinel >/dev/null || ($(APT_INSTALL) redis-sentinel) || \
+	  { echo "FATAL: redis-sentinel (Debian package redis-sentinel) is needed by tests/topologies" >&2; exit 1; }
+	@command -v redis-sentinel >/dev/null || { echo "FATAL: redis-sentinel is not installed" >&2; exit 1; }
+	@command -v redis-cli >/dev/null || ($(APT_INSTALL) redis-tools) || \
+	  { echo "FATAL: redis-cli (Debian package redis-tools) is needed by tests/topologies" >&2; exit 1; }
+	@command -v redis-cli >/dev/null || { echo "FATAL: redis-cli is not installed" >&2; exit 1; }
+
 wrk:
 	@command -v wrk >/dev/null || ($(APT_INSTALL) wrk) || \
 	  { echo "FATAL: wrk (Debian package wrk) is needed by make bench" >&2; exit 1; }
@@ -116,7 +125,7 @@ HYPOTHESIS_PROFILE ?= ci
 # plain HTTP on loopback.
 test bench: export DJANGO_HTTPS = 0
 test bench: export DJANGO_SECRET_KEY = $(shell python3 -c 'import secrets; print(secrets.token_urlsafe(50))')
-test: venv services chromium nginx lint
+test: venv services chromium nginx redis-sentinel lint
 	DATABASE_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) CART_KEY_PREFIX=t$$$$ \
 	  HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -p no:cacheprovider
 	env -u DATABASE_URL -u REDIS_URL CART_VAR_DIR=$$(mktemp -d) \
