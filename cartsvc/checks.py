@@ -31,6 +31,7 @@ from cartsvc.conf import (
     backend_module,
     embedded_path,
 )
+from cartsvc.redis_url import parse_redis_url
 
 REDIS_CACHE_BACKEND = "django_redis.cache.RedisCache"
 # Seconds (or counts) that must be positive numbers.
@@ -126,12 +127,10 @@ def _backend(value: dict[str, Any]) -> list[CheckMessage]:
 
 
 def _redis_url(url: Any) -> list[CheckMessage]:
-    from cartsvc.backends.redis import redis_connector
-
     try:
-        redis_connector(url)
+        parse_redis_url(url)
     except ImproperlyConfigured as exc:
-        return [_error(8, str(exc), hint="See cartsvc.backends.redis.redis_connector.")]
+        return [_error(8, str(exc), hint="See cartsvc.redis_url.parse_redis_url.")]
     return []
 
 

@@ -16,9 +16,7 @@ from functools import cache, partial
 from importlib.resources import files
 from string import Template
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-from django.core.exceptions import ImproperlyConfigured
 from redis import Redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
@@ -40,6 +38,7 @@ from cartsvc.backends.base import (
     SettleMode,
 )
 from cartsvc.conf import conf
+from cartsvc.redis_url import DEFAULT_TIMEOUTS, RedisTarget, parse_redis_url
 
 # Each script, after the shared parts it starts with (`_now`: the clock; `_epoch`: the
 # primary's replication id, stamped on entries; `_claim`, `_fill`: the functions read/claim_many
@@ -421,58 +420,17 @@ def _primary_epoch(info: dict[str, Any]) -> str:
     return str(info["master_replid"])
 
 
-_DEFAULT_TIMEOUTS = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
-
-
 def redis_connector(url: str) -> Callable[[], Any]:
-    """A function making redis-py's own client for `REDIS_URL`; the URL is checked now (a
-    bad one raises ImproperlyConfigured), the connection is made when the function is called:
-
-    * `redis://[[user]:password@]host:port/db` (or `rediss://`, `unix://`): a plain primary;
-    * `redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`: the
-      primary that Sentinel names for `service` (the password is the primary's);
-    * `redis+cluster://[[user]:password@]host:port[,host:port...]`: a Redis Cluster.
-
-    `?socket_timeout=` and `?socket_connect_timeout=` (seconds) default to 0.25: a hung Redis
-    must cost milliseconds, not the default forever."""
-    if not isinstance(url, str):
-        raise ImproperlyConfigured(f"REDIS_URL {url!r} is not a string")
-    parts = urlsplit(url)
-    options = _timeouts(url, dict(parse_qsl(parts.query)))
-    if parts.scheme in ("redis", "rediss", "unix"):
-        return partial(Redis.from_url, url, **options)
-    if parts.scheme not in ("redis+sentinel", "redis+cluster"):
-        raise ImproperlyConfigured(
-            f"REDIS_URL {url!r}: the scheme must be redis, rediss, unix, redis+sentinel or "
-            "redis+cluster"
-        )
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    if userinfo:
-        user, _, password = userinfo.partition(":")
-        options.update(username=unquote(user) or None, password=unquote(password) or None)
-    nodes = [_host_port(host, url) for host in hosts.split(",") if host]
-    if not nodes:
-        raise ImproperlyConfigured(f"REDIS_URL {url!r} names no host")
-    path = [part for part in parts.path.split("/") if part]
-    if parts.scheme == "redis+cluster":
-        if path:
-            raise ImproperlyConfigured(f"REDIS_URL {url!r}: a Cluster has no database number")
-        startup = [ClusterNode(host, port) for host, port in nodes]
-        return partial(RedisCluster, startup_nodes=startup, **options)
-    if not 1 <= len(path) <= 2 or (len(path) == 2 and not path[1].isdigit()):
-        raise ImproperlyConfigured(
-            f"REDIS_URL {url!r}: expected redis+sentinel://host:port,.../service[/db]"
-        )
-    return partial(_sentinel_primary, nodes, path[0], int(path[1]) if path[1:] else 0, options)
-
-
-def _timeouts(url: str, query: dict[str, str]) -> dict[str, Any]:
-    try:
-        return {
-            name: float(query.get(name, default)) for name, default in _DEFAULT_TIMEOUTS.items()
-        }
-    except ValueError:
-        raise ImproperlyConfigured(f"REDIS_URL {url!r}: a timeout is not a number") from None
+    """A function making redis-py's own client for `REDIS_URL` (see
+    `cartsvc.redis_url.parse_redis_url`): the URL is checked now (a bad one raises
+    ImproperlyConfigured), the connection is made when the function is called."""
+    target = parse_redis_url(url)
+    if target.kind == "cluster":
+        startup = [ClusterNode(host, port) for host, port in target.nodes]
+        return partial(RedisCluster, startup_nodes=startup, **target.options)
+    if target.kind == "sentinel":
+        return partial(_sentinel_primary, target)
+    return partial(Redis.from_url, url, **target.options)
 
 
 def client_from_url(url: str) -> Any:
@@ -480,21 +438,11 @@ def client_from_url(url: str) -> Any:
     return redis_connector(url)()
 
 
-def _sentinel_primary(
-    sentinels: list[tuple[str, int]], service: str, db: int, options: dict[str, Any]
-) -> Redis:
+def _sentinel_primary(target: RedisTarget) -> Redis:
     # The sentinels are asked with the same timeouts, but not with the primary's password.
-    timeouts = {name: options[name] for name in _DEFAULT_TIMEOUTS}
-    return Sentinel(sentinels, sentinel_kwargs=timeouts, **timeouts).master_for(
-        service, db=db, **options
-    )
-
-
-def _host_port(text: str, url: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ImproperlyConfigured(f"REDIS_URL {url!r}: {text!r} is not host:port")
-    return host, int(port)
+    timeouts = {name: target.options[name] for name in DEFAULT_TIMEOUTS}
+    sentinel = Sentinel(target.nodes, sentinel_kwargs=timeouts, **timeouts)
+    return sentinel.master_for(target.service, db=target.db, **target.options)
 
 
 # The class `open_store` builds (see cartsvc.backends).
