@@ -19,6 +19,10 @@ DEFAULTS: dict[str, Any] = {
     # working directory (two processes started from different folders share one file).
     "EMBEDDED_PATH": None,
     "REDIS_ALIAS": "default",
+    # None: the django-redis connection of REDIS_ALIAS. Else redis-py's own client for this
+    # URL: redis://, redis+sentinel://host:port,.../service[/db] or redis+cluster://host:port,...
+    # (see cartsvc.backends.redis.client_from_url).
+    "REDIS_URL": None,
     "KEY_PREFIX": "ci",
     # A dotted path to the shop's `cartsvc.catalog.Catalog` adapter; required (check E003).
     "CATALOG": None,

@@ -67,7 +67,7 @@ class _Derived:
 
     def __init__(self, source: object) -> None:
         self.source = source
-        key = (conf.BACKEND, conf.REDIS_ALIAS, conf.KEY_PREFIX, conf.EMBEDDED_PATH)
+        key = (conf.BACKEND, conf.REDIS_URL, conf.REDIS_ALIAS, conf.KEY_PREFIX, conf.EMBEDDED_PATH)
         found = _stores.get(key)
         if found is None:
             with _store_lock:
@@ -198,18 +198,19 @@ def _keep_ms() -> int:
 RECONCILE_WAIT = 0.05
 
 
-def reconcile() -> bool:
-    """Apply the dirty list to the cache and grant a new lease. Returns True once a lease is
-    in place; False when the cache or the database could not be reached, or another process's
-    reconcile did not finish within RECONCILE_WAIT (the caller then works from the database).
-    A bounded number of round trips either way."""
+def reconcile(scope: int = 0) -> bool:
+    """Apply the dirty list to the cache and grant a new lease, for the carts of one lease
+    scope (`ImageStore.scope`). Returns True once a lease is in place; False when the cache or
+    the database could not be reached, or another process's reconcile did not finish within
+    RECONCILE_WAIT (the caller then works from the database). A bounded number of round trips
+    either way."""
     token = _token()
     deadline = time.monotonic() + RECONCILE_WAIT
     pause = 0.002
     while True:
         try:
             # The lock lives one lease: a reconciler killed midway costs at most that.
-            status, now_ms = _guarded(_store().reconcile_begin, token, _ms(conf.TRUST_LEASE))
+            status, now_ms = _guarded(_store().reconcile_begin, scope, token, _ms(conf.TRUST_LEASE))
         except c.CacheUnavailable:
             return False
         if status == c.LEASED:
@@ -224,12 +225,18 @@ def reconcile() -> bool:
     try:
         with _savepoint_if_nested():
             marks = store.dirty_marks()
+        # Only this scope's marks: the other scopes' entries are dropped by their own reconcile.
+        marks = [m for m in marks if _store().scope(m[0]) == scope]
         _guarded(
-            _store().reconcile_end, token, now_ms + _ms(conf.TRUST_LEASE), [m[0] for m in marks]
+            _store().reconcile_end,
+            scope,
+            token,
+            now_ms + _ms(conf.TRUST_LEASE),
+            [m[0] for m in marks],
         )
     except (c.CacheUnavailable, DatabaseError) as exc:
         log.warning("reconcile failed: %s", exc)
-        _give_up_reconcile(token)
+        _give_up_reconcile(scope, token)
         return False
     # Inside the caller's transaction the marks may be its own, not committed yet: dropping
     # their entries is right, deleting them is not (a reconcile after the commit must still
@@ -255,11 +262,11 @@ def _savepoint_if_nested() -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext()
 
 
-def _give_up_reconcile(token: str) -> None:
+def _give_up_reconcile(scope: int, token: str) -> None:
     """Release the reconcile lock without granting a lease (no entry dropped), so that the
     next caller reconciles at once instead of waiting out the lock."""
     try:
-        _guarded(_store().reconcile_end, token, 0, [])
+        _guarded(_store().reconcile_end, scope, token, 0, [])
     except c.CacheUnavailable:
         pass  # it expires after one lease
 
@@ -356,7 +363,7 @@ def read_cart(cart_id: str) -> d.Cart:
             return _from_db(cart_id)
         if status == c.NO_LEASE:
             reconciles += 1
-            if reconciles > 3 or not reconcile():
+            if reconciles > 3 or not reconcile(derived.store.scope(cart_id)):
                 return _from_db(cart_id)
             continue
         # FILLING: another reader is rehydrating this cart; wait for it briefly.
@@ -431,7 +438,7 @@ class _Locks:
                 # A lease just granted normally serves the next acquire; a few rounds at
                 # most (a lease that keeps vanishing is a cache that can not be trusted).
                 reconciles += 1
-                if reconciles <= 3 and reconcile():
+                if reconciles <= 3 and reconcile(_store().scope(cart_id)):
                     continue
                 return False
             if result.status == c.BUSY:
@@ -903,25 +910,30 @@ WarmItem = c.FillItem  # cart id, generation, claim token, version, payload
 
 def warm_claim(cart_ids: list[str]) -> tuple[Claims, int, int]:
     """Bulk warming's claim step (cache only; `operations.warm_carts` runs the pipeline):
-    claim the carts that are not in memory. Returns (claims, already warm or being written,
-    failed)."""
-    if not cart_ids:
-        return {}, 0, 0
-    token = _token()
-    try:
-        claims = _guarded(_store().claim_many, cart_ids, token, 10_000)
-        if claims is None and reconcile():
-            claims = _guarded(_store().claim_many, cart_ids, token, 10_000)
-    except c.CacheUnavailable:
-        return {}, 0, len(cart_ids)
-    if claims is None:
-        return {}, 0, len(cart_ids)
-    claimed = {
-        cart_id: (claim.gen, f"{token}:{position}")
-        for position, (cart_id, claim) in enumerate(zip(cart_ids, claims, strict=True), start=2)
-        if claim.status == c.CLAIMED
-    }
-    return claimed, len(cart_ids) - len(claimed), 0
+    claim the carts that are not in memory, one call per lease scope. Returns (claims,
+    already warm or being written, failed)."""
+    claimed: Claims = {}
+    failed = 0
+    scopes: dict[int, list[str]] = {}
+    for cart_id in cart_ids:
+        scopes.setdefault(_store().scope(cart_id), []).append(cart_id)
+    for scope, ids in scopes.items():
+        token = _token()
+        try:
+            claims = _guarded(_store().claim_many, ids, token, 10_000)
+            if claims is None and reconcile(scope):
+                claims = _guarded(_store().claim_many, ids, token, 10_000)
+        except c.CacheUnavailable:
+            claims = None
+        if claims is None:
+            failed += len(ids)
+            continue
+        claimed.update(
+            (cart_id, (claim.gen, f"{token}:{position}"))
+            for position, (cart_id, claim) in enumerate(zip(ids, claims, strict=True), start=2)
+            if claim.status == c.CLAIMED
+        )
+    return claimed, len(cart_ids) - len(claimed) - failed, failed
 
 
 def warm_fill(items: list[WarmItem]) -> tuple[int, int, int]:

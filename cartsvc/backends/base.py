@@ -8,8 +8,10 @@ the hash stays small:
           up, so a reader that loaded the database before that can not fill the entry
   m, mx   writer lock token and its expiry (ms): the "write in flight" marker
   r, rx   single-flight claim of the reader rehydrating a cold cart, and its expiry
+  e       the epoch the entry was written in (Redis: the primary's replication id); an entry
+          of another epoch is a miss
 Plus a lease (entries are trusted only while it exists, see image.reconcile) and the carts
-by last access (read activity and passivation candidates).
+by last access (read activity and passivation candidates), one of each per lease scope.
 
 The statuses are defined here once; the Redis scripts get them substituted into their source
 (`@HIT`, ...) when they are loaded, so Python and Lua can not disagree.
@@ -96,6 +98,10 @@ class Reconcile(NamedTuple):
 class ImageStore(Protocol):
     """What the image needs from a backend. Every failure is raised as `CacheUnavailable`."""
 
+    def scope(self, cart_id: str) -> int:
+        """The lease scope covering the cart (0 where one lease covers every cart; a Cluster
+        has one per hash-tag bucket, so that a script reads a cart and its lease in one slot)."""
+
     def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int, known: str) -> Read:
         """The entry (HIT_SAME when it is at version `known`), or a claim to rehydrate it;
         logs access."""
@@ -120,8 +126,8 @@ class ImageStore(Protocol):
         """Wait until the cart's writer lock is released (or timeout_ms), then return."""
 
     def claim_many(self, cart_ids: list[str], token: str, claim_ms: int) -> list[Claim] | None:
-        """For bulk warming, one `Claim` per cart; None when there is no lease. Claim tokens
-        are f"{token}:{position + 2}"."""
+        """For bulk warming, one `Claim` per cart, all of one scope; None when there is no
+        lease. Claim tokens are f"{token}:{position + 2}"."""
 
     def fill_many(self, items: list[FillItem], keep_ms: int) -> list[bool]:
         """`fill` for many (cart_id, gen, token, version, payload) at once."""
@@ -133,11 +139,14 @@ class ImageStore(Protocol):
     def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
         """Remove an entry unless a writer holds it or it was used after idle_before_ms."""
 
-    def reconcile_begin(self, token: str, ttl_ms: int) -> Reconcile:
-        """Try to become the one reconciler."""
+    def reconcile_begin(self, scope: int, token: str, ttl_ms: int) -> Reconcile:
+        """Try to become the one reconciler of the scope."""
 
-    def reconcile_end(self, token: str, lease_until_ms: int, drop_ids: list[str]) -> None:
-        """Drop the dirty carts' entries, grant the lease until lease_until_ms."""
+    def reconcile_end(
+        self, scope: int, token: str, lease_until_ms: int, drop_ids: list[str]
+    ) -> None:
+        """Drop the dirty carts' entries (all of the scope), grant the scope's lease until
+        lease_until_ms."""
 
     def peek(self, cart_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
         """Cached (version, payload) per cart, without side effects."""

@@ -1,20 +1,28 @@
-"""The production image store: django-redis's connection, one Lua script per operation.
+"""The production image store: Redis (plain, Sentinel or Cluster), one Lua script per operation.
 
 Each operation that changes an entry is one script (one round trip, atomic, safe to repeat),
 kept in `lua/<name>.lua` and read once, when the first store is built. Per cart a control hash
-`<prefix>:c:<id>` (see `base`) and the payload string `<prefix>:d:<id>` beside it, so that the
-hash stays in Redis's compact encoding. Every failure is raised as `CacheUnavailable`.
+`<prefix>:{<bucket>}:c:<id>` (see `base`) and the payload string `...:d:<id>` beside it, so
+that the hash stays in Redis's compact encoding; the `{bucket}` hash tag keeps a cart's keys
+and the lease covering it in one Cluster slot. Every failure is raised as `CacheUnavailable`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from functools import cache
+import hashlib
+import zlib
+from collections.abc import Callable, Iterable
+from functools import cache, partial
 from importlib.resources import files
 from string import Template
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from redis.exceptions import NoScriptError, RedisError
+from django.core.exceptions import ImproperlyConfigured
+from redis import Redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.sentinel import Sentinel
 
 from cartsvc.backends.base import (
     ACQUIRED,
@@ -33,20 +41,27 @@ from cartsvc.backends.base import (
 )
 from cartsvc.conf import conf
 
-# Each script, after the shared parts it starts with (`_now`: the clock; `_claim`, `_fill`:
-# the functions read/claim_many and fill/fill_many share).
+# Each script, after the shared parts it starts with (`_now`: the clock; `_epoch`: the
+# primary's replication id, stamped on entries; `_claim`, `_fill`: the functions read/claim_many
+# and fill/fill_many share).
 SCRIPTS: dict[str, tuple[str, ...]] = {
-    "read": ("_now", "_claim"),
-    "claim_many": ("_now", "_claim"),
-    "fill": ("_now", "_fill"),
-    "fill_many": ("_now", "_fill"),
-    "acquire": ("_now",),
-    "settle": ("_now",),
+    "read": ("_now", "_epoch", "_claim"),
+    "claim_many": ("_now", "_epoch", "_claim"),
+    "fill": ("_now", "_epoch", "_fill"),
+    "fill_many": ("_now", "_epoch", "_fill"),
+    "acquire": ("_now", "_epoch"),
+    "settle": ("_now", "_epoch"),
     "release_claim": (),
     "evict": ("_now",),
     "reconcile_begin": ("_now",),
     "reconcile_end": ("_now",),
 }
+
+# Carts are spread over this many hash-tag buckets on a Cluster (each bucket one slot, with its
+# own lease, reconcile lock and access index beside its carts' keys, so every script touches
+# one slot); one bucket elsewhere. A constant: processes that disagreed on it would publish a
+# cart's writes under keys the others do not read.
+CLUSTER_BUCKETS = 64
 
 
 class _Lua(Template):
@@ -57,66 +72,158 @@ class _Lua(Template):
 @cache
 def script_source(name: str) -> str:
     """The script `name` as sent to Redis: its shared parts and its own file, with the
-    statuses of `base` substituted for `@NAME` (an unknown name raises KeyError)."""
+    statuses of `base` substituted for `@NAME` (an unknown name raises KeyError).
+
+    The `#!lua` line declares the script a writer (Redis 7): a replica refuses it (READONLY)
+    and so does a primary short of `min-replicas-to-write` (NOREPLICAS), even when this call
+    would only read, so a demoted or cut-off primary never serves an entry."""
     lua = files(__package__).joinpath("lua")
     text = "".join(lua.joinpath(f"{part}.lua").read_text() for part in (*SCRIPTS[name], name))
-    return _Lua(text).substitute(CONSTANTS)
+    return "#!lua\n" + _Lua(text).substitute(CONSTANTS)
+
+
+class _Script:
+    """One script: its source and SHA-1, run by EVALSHA and loaded by EVAL when the server
+    does not know it (Redis restarted, flushed its scripts, or a Cluster node is new)."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, name: str) -> None:
+        self.source = script_source(name)
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+
+# What redis-py raises when the cache can not answer (a Cluster that can not be reached at all
+# raises RedisClusterException, which is not a RedisError).
+_ERRORS = (RedisError, RedisClusterException)
 
 
 class RedisStore:
-    """The production store: django-redis's connection, one Lua script per operation."""
+    """The production store on one redis-py client: a plain primary, Sentinel's current
+    primary, or a Cluster. One code path: a cart's keys share a hash tag (its bucket), and
+    what spans carts is done per bucket."""
 
-    def __init__(self, client: Any, prefix: str) -> None:
-        self.client = client
+    def __init__(self, client: Any, prefix: str, buckets: int | None = None) -> None:
+        # `client`: a redis-py client, or a function making one when first used (a Cluster
+        # client connects as it is made: a cache that is down must not fail the app's start).
+        self._client = None if callable(client) else client
+        self._connect = client if callable(client) else None
         self.prefix = prefix
-        self.lease_key = f"{prefix}:lease"
-        self.seen_key = f"{prefix}:seen"
-        self.reconcile_key = f"{prefix}:reconcile"
-        # register_script only hashes the source: no round trip here.
-        scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
-        self._read = scripts["read"]
-        self._fill = scripts["fill"]
-        self._acquire = scripts["acquire"]
-        self._settle = scripts["settle"]
-        self._evict = scripts["evict"]
-        self._release_claim = scripts["release_claim"]
-        self._reconcile_begin = scripts["reconcile_begin"]
-        self._reconcile_end = scripts["reconcile_end"]
-        self._claim_many = scripts["claim_many"]
-        self._fill_many = scripts["fill_many"]
+        self.buckets = buckets or (CLUSTER_BUCKETS if isinstance(client, RedisCluster) else 1)
+        # The one bucket's shared keys on a plain or Sentinel Redis (tests look at them).
+        self.lease_key = self.lease_key_of(0)
+        self.seen_key = self.seen_key_of(0)
+        self.reconcile_key = self._shared(0, "reconcile")
+        self._scripts = {name: _Script(name) for name in SCRIPTS}
 
     @classmethod
     def from_settings(cls) -> RedisStore:
-        """On the django-redis connection of `REDIS_ALIAS`, under `KEY_PREFIX`."""
+        """On `REDIS_URL` when it is set (see `client_from_url`), else on the django-redis
+        connection of `REDIS_ALIAS`; under `KEY_PREFIX`."""
+        url = conf.REDIS_URL
+        if url:
+            buckets = CLUSTER_BUCKETS if url.startswith("redis+cluster:") else 1
+            return cls(redis_connector(url), conf.KEY_PREFIX, buckets)
         from django_redis import get_redis_connection
 
         return cls(get_redis_connection(conf.REDIS_ALIAS), conf.KEY_PREFIX)
 
+    @property
+    def client(self) -> Any:
+        """The redis-py client (made at first use when the store was given a factory)."""
+        client = self._client
+        if client is None:
+            assert self._connect is not None
+            try:
+                client = self._client = self._connect()
+            except _ERRORS as exc:
+                raise CacheUnavailable(str(exc)) from exc
+        return client
+
+    # ------------------------------------------------------------ key names
+
+    def scope(self, cart_id: str) -> int:
+        """The cart's bucket: its keys, and the lease that covers it, share one hash slot."""
+        if self.buckets == 1:
+            return 0
+        return zlib.crc32(cart_id.encode()) % self.buckets
+
+    def _shared(self, bucket: int, name: str) -> str:
+        return f"{self.prefix}:{{{bucket}}}:{name}"
+
+    def _cart_key(self, cart_id: str, kind: str) -> str:
+        return f"{self.prefix}:{{{self.scope(cart_id)}}}:{kind}:{cart_id}"
+
     def key(self, cart_id: str) -> str:
         """The entry's control hash."""
-        return f"{self.prefix}:c:{cart_id}"
+        return self._cart_key(cart_id, "c")
 
     def data_key(self, cart_id: str) -> str:
         """The entry's payload (the state as JSON)."""
-        return f"{self.prefix}:d:{cart_id}"
+        return self._cart_key(cart_id, "d")
 
     def wake_key(self, cart_id: str) -> str:
         """Where a releasing writer drops a token for the next waiter."""
-        return f"{self.prefix}:q:{cart_id}"
+        return self._cart_key(cart_id, "q")
 
-    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def lease_key_of(self, bucket: int) -> str:
+        """The lease under which the bucket's entries are trusted."""
+        return self._shared(bucket, "lease")
+
+    def seen_key_of(self, bucket: int) -> str:
+        """The bucket's carts in memory by last access."""
+        return self._shared(bucket, "seen")
+
+    # ------------------------------------------------------------ calls
+
+    def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        script = self._scripts[name]
         try:
             try:
                 return self.client.evalsha(script.sha, len(keys), *keys, *args)
             except NoScriptError:
                 # Redis restarted or flushed its script cache: load it again, once.
-                return script(keys=keys, args=args)
-        except RedisError as exc:
+                return self.client.eval(script.source, len(keys), *keys, *args)
+        except _ERRORS as exc:
             raise CacheUnavailable(str(exc)) from exc
 
+    def _pipelined(self, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
+        """Run (method name, *args) commands in one pipeline (one round trip per node on a
+        Cluster); a script the server does not know is loaded and the pipeline run again."""
+        commands = list(commands)
+        for _attempt in range(2):
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for method, *args in commands:
+                    getattr(pipe, method)(*args)
+                return pipe.execute()
+            except NoScriptError:
+                try:
+                    for script in self._scripts.values():
+                        self.client.script_load(script.source)
+                except _ERRORS as exc:
+                    raise CacheUnavailable(str(exc)) from exc
+            except _ERRORS as exc:
+                raise CacheUnavailable(str(exc)) from exc
+        raise CacheUnavailable("scripts could not be loaded")
+
+    def _by_bucket(self, cart_ids: Iterable[str]) -> dict[int, list[str]]:
+        groups: dict[int, list[str]] = {}
+        for cart_id in cart_ids:
+            groups.setdefault(self.scope(cart_id), []).append(cart_id)
+        return groups
+
+    # ------------------------------------------------------------ ImageStore
+
     def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int, known: str) -> Read:
-        keys = [self.key(cart_id), self.data_key(cart_id), self.lease_key, self.seen_key]
-        found = self._call(self._read, keys, [cart_id, token, claim_ms, keep_ms, known])
+        bucket = self.scope(cart_id)
+        keys = [
+            self.key(cart_id),
+            self.data_key(cart_id),
+            self.lease_key_of(bucket),
+            self.seen_key_of(bucket),
+        ]
+        found = self._call("read", keys, [cart_id, token, claim_ms, keep_ms, known])
         status = found[0]
         if status == HIT:
             return Read(HIT, payload=found[1])
@@ -127,13 +234,13 @@ class RedisStore:
     def fill(
         self, cart_id: str, gen: Generation, token: str, version: int, payload: bytes, keep_ms: int
     ) -> bool:
-        keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key]
+        keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key_of(self.scope(cart_id))]
         args = [cart_id, gen, token, version, payload, keep_ms]
-        return bool(self._call(self._fill, keys, args))
+        return bool(self._call("fill", keys, args))
 
     def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str) -> Acquired:
-        keys = [self.key(cart_id), self.data_key(cart_id), self.lease_key]
-        found = self._call(self._acquire, keys, [token, lock_ms, keep_ms, known])
+        keys = [self.key(cart_id), self.data_key(cart_id), self.lease_key_of(self.scope(cart_id))]
+        found = self._call("acquire", keys, [token, lock_ms, keep_ms, known])
         status = found[0]
         if status == ACQUIRED:
             return Acquired(ACQUIRED, version=int(found[1]), payload=found[2])
@@ -144,20 +251,30 @@ class RedisStore:
     def settle(
         self, cart_id: str, token: str, mode: SettleMode, version: int, payload: bytes, keep_ms: int
     ) -> bool:
-        keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key, self.wake_key(cart_id)]
+        keys = [
+            self.key(cart_id),
+            self.data_key(cart_id),
+            self.seen_key_of(self.scope(cart_id)),
+            self.wake_key(cart_id),
+        ]
         args = [cart_id, token, mode, version, payload, keep_ms]
-        return bool(self._call(self._settle, keys, args))
+        return bool(self._call("settle", keys, args))
 
     def wait_release(self, cart_id: str, timeout_ms: int) -> None:
         # Blocks at most timeout_ms (kept well under the socket timeout by the caller).
         try:
             self.client.blpop([self.wake_key(cart_id)], timeout=timeout_ms / 1000)
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise CacheUnavailable(str(exc)) from exc
 
     def claim_many(self, cart_ids: list[str], token: str, claim_ms: int) -> list[Claim] | None:
-        keys = [self.lease_key, *(self.key(cart_id) for cart_id in cart_ids)]
-        result = self._call(self._claim_many, keys, [token, claim_ms])
+        buckets = self._by_bucket(cart_ids)
+        if len(buckets) > 1:
+            raise ValueError("claim_many takes carts of one scope (see ImageStore.scope)")
+        keys = [self.lease_key_of(self.scope(cart_ids[0]))] if cart_ids else [self.lease_key]
+        for cart_id in cart_ids:
+            keys += [self.key(cart_id), self.data_key(cart_id)]
+        result = self._call("claim_many", keys, [token, claim_ms])
         if result and not isinstance(result[0], list):
             return None  # no lease
         claims = []
@@ -171,97 +288,213 @@ class RedisStore:
         return claims
 
     def fill_many(self, items: list[FillItem], keep_ms: int) -> list[bool]:
-        keys = [self.seen_key]
-        args: list[Any] = [keep_ms]
-        for cart_id, gen, token, version, payload in items:
-            keys += [self.key(cart_id), self.data_key(cart_id)]
-            args += [cart_id, gen, token, version, payload]
-        _stored, flags = self._call(self._fill_many, keys, args)
-        return [bool(flag) for flag in flags]
+        flags: dict[int, bool] = {}
+        groups: dict[int, list[int]] = {}
+        for position, item in enumerate(items):
+            groups.setdefault(self.scope(item[0]), []).append(position)
+        for bucket, positions in groups.items():
+            keys = [self.seen_key_of(bucket)]
+            args: list[Any] = [keep_ms]
+            for position in positions:
+                cart_id, gen, token, version, payload = items[position]
+                keys += [self.key(cart_id), self.data_key(cart_id)]
+                args += [cart_id, gen, token, version, payload]
+            _stored, stored_flags = self._call("fill_many", keys, args)
+            flags.update(zip(positions, (bool(f) for f in stored_flags), strict=True))
+        return [flags[position] for position in range(len(items))]
 
     def release_claim(self, cart_id: str, token: str) -> None:
-        self._call(self._release_claim, [self.key(cart_id)], [token])
+        self._call("release_claim", [self.key(cart_id)], [token])
 
     def evict(self, cart_id: str, idle_before_ms: int | None) -> bool:
-        keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key]
+        keys = [self.key(cart_id), self.data_key(cart_id), self.seen_key_of(self.scope(cart_id))]
         cutoff = "" if idle_before_ms is None else idle_before_ms
-        return bool(self._call(self._evict, keys, [cart_id, cutoff]))
+        return bool(self._call("evict", keys, [cart_id, cutoff]))
 
-    def reconcile_begin(self, token: str, ttl_ms: int) -> Reconcile:
-        keys = [self.reconcile_key, self.lease_key]
-        status, now = self._call(self._reconcile_begin, keys, [token, ttl_ms])
+    def reconcile_begin(self, scope: int, token: str, ttl_ms: int) -> Reconcile:
+        keys = [self._shared(scope, "reconcile"), self.lease_key_of(scope)]
+        status, now = self._call("reconcile_begin", keys, [token, ttl_ms])
         return Reconcile(int(status), int(now))
 
-    def reconcile_end(self, token: str, lease_until_ms: int, drop_ids: list[str]) -> None:
-        keys = [self.reconcile_key, self.lease_key, self.seen_key]
+    def reconcile_end(
+        self, scope: int, token: str, lease_until_ms: int, drop_ids: list[str]
+    ) -> None:
+        keys = [self._shared(scope, "reconcile"), self.lease_key_of(scope), self.seen_key_of(scope)]
         for cart_id in drop_ids:
             keys += [self.key(cart_id), self.data_key(cart_id)]
-        self._call(self._reconcile_end, keys, [token, lease_until_ms, *drop_ids])
+        self._call("reconcile_end", keys, [token, lease_until_ms, *drop_ids])
+
+    def _epochs(self, keys: list[str], info: dict[str, Any] | None) -> list[str]:
+        """The epoch each key's entry must carry to be served: its primary's replication id
+        (`info`: the one server's INFO replication, when there is one server)."""
+        if info is not None:
+            return [_primary_epoch(info)] * len(keys)
+        try:
+            infos = self.client.info("replication", target_nodes=RedisCluster.PRIMARIES)
+            nodes = [self.client.get_node_from_key(key).name for key in keys]
+        except _ERRORS as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return [_primary_epoch(infos[node]) for node in nodes]
+
+    def _entries(self, cart_ids: list[str], payload: bool) -> list[tuple[int, bytes] | None]:
+        """Per cart, the (version, payload) a read would serve now, or None; in one round
+        trip per node (no script: a Cluster pipeline runs none), touching nothing."""
+        commands: list[tuple[Any, ...]] = []
+        for cart_id in cart_ids:
+            commands.append(("hmget", self.key(cart_id), "v", "e"))
+            if payload:
+                commands.append(("get", self.data_key(cart_id)))
+        one_server = self.buckets == 1
+        if one_server:
+            commands.append(("info", "replication"))
+        rows = self._pipelined(commands)
+        info = rows.pop() if one_server else None
+        epochs = self._epochs([self.key(cart_id) for cart_id in cart_ids], info)
+        step = 2 if payload else 1
+        found: list[tuple[int, bytes] | None] = []
+        for position, epoch in enumerate(epochs):
+            version, stamp = rows[position * step]
+            data = rows[position * step + 1] if payload else b""
+            usable = version is not None and stamp is not None and stamp.decode() == epoch
+            found.append((int(version), data) if usable and data is not None else None)
+        return found
 
     def peek(self, cart_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
         ids = list(cart_ids)
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for cart_id in ids:
-                pipe.hget(self.key(cart_id), "v")
-                pipe.get(self.data_key(cart_id))
-            rows = pipe.execute()
-        except RedisError as exc:
-            raise CacheUnavailable(str(exc)) from exc
-        return {
-            cart_id: (int(v), d)
-            for cart_id, v, d in zip(ids, rows[::2], rows[1::2], strict=True)
-            if v is not None and d is not None
-        }
+        rows = self._entries(ids, payload=True)
+        return {cart_id: row for cart_id, row in zip(ids, rows, strict=True) if row}
 
     def locked(self, cart_id: str) -> bool:
         try:
-            token, expires = self.client.hmget(self.key(cart_id), "m", "mx")
-            now = self.client.time()
-        except RedisError as exc:
+            client = self.client
+            key = self.key(cart_id)
+            token, expires = client.hmget(key, "m", "mx")
+            # The clock of the node that holds the lock, which set its expiry.
+            near = {"target_nodes": client.get_node_from_key(key)} if self.buckets > 1 else {}
+            now = client.time(**near)
+        except _ERRORS as exc:
             raise CacheUnavailable(str(exc)) from exc
         return token is not None and int(expires) > now[0] * 1000 + now[1] // 1000
 
     def present(self, cart_ids: list[str]) -> list[str]:
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for cart_id in cart_ids:
-                pipe.hexists(self.key(cart_id), "v")
-            flags = pipe.execute()
-        except RedisError as exc:
-            raise CacheUnavailable(str(exc)) from exc
-        return [cart_id for cart_id, flag in zip(cart_ids, flags, strict=True) if flag]
+        rows = self._entries(cart_ids, payload=False)
+        return [cart_id for cart_id, row in zip(cart_ids, rows, strict=True) if row]
 
     def idle(self, before_ms: int, limit: int) -> list[str]:
-        try:
-            ids = self.client.zrangebyscore(self.seen_key, "-inf", before_ms, start=0, num=limit)
-        except RedisError as exc:
-            raise CacheUnavailable(str(exc)) from exc
-        return [i.decode() for i in ids]
+        # The oldest `limit` of each bucket, merged: the oldest `limit` of all.
+        rows = self._pipelined(
+            ("zrangebyscore", self.seen_key_of(b), "-inf", before_ms, 0, limit, True)
+            for b in range(self.buckets)
+        )
+        found = sorted((score, member) for row in rows for member, score in row)
+        return [member.decode() for _score, member in found[:limit]]
 
     def last_seen(self, cart_ids: Iterable[str]) -> dict[str, int]:
-        ids = list(cart_ids)
-        if not ids:
+        groups = self._by_bucket(cart_ids)
+        if not groups:
             return {}
-        try:
-            scores = self.client.zmscore(self.seen_key, ids)
-        except RedisError as exc:
-            raise CacheUnavailable(str(exc)) from exc
-        return {i: int(s) for i, s in zip(ids, scores, strict=True) if s is not None}
+        rows = self._pipelined(("zmscore", self.seen_key_of(b), ids) for b, ids in groups.items())
+        return {
+            cart_id: int(score)
+            for ids, scores in zip(groups.values(), rows, strict=True)
+            for cart_id, score in zip(ids, scores, strict=True)
+            if score is not None
+        }
 
     def count(self) -> int:
-        try:
-            return int(self.client.zcard(self.seen_key))
-        except RedisError as exc:
-            raise CacheUnavailable(str(exc)) from exc
+        rows = self._pipelined(("zcard", self.seen_key_of(b)) for b in range(self.buckets))
+        return sum(int(n) for n in rows)
 
     def clear(self) -> None:
         try:
             keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
             for start in range(0, len(keys), 500):
                 self.client.delete(*keys[start : start + 500])
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise CacheUnavailable(str(exc)) from exc
+
+
+def _primary_epoch(info: dict[str, Any]) -> str:
+    """A primary's replication id from its INFO replication; a replica serves nothing."""
+    if info.get("role") != "master":
+        raise CacheUnavailable("the server is a replica, not the primary")
+    return str(info["master_replid"])
+
+
+_DEFAULT_TIMEOUTS = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
+
+
+def redis_connector(url: str) -> Callable[[], Any]:
+    """A function making redis-py's own client for `REDIS_URL`; the URL is checked now (a
+    bad one raises ImproperlyConfigured), the connection is made when the function is called:
+
+    * `redis://[[user]:password@]host:port/db` (or `rediss://`, `unix://`): a plain primary;
+    * `redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`: the
+      primary that Sentinel names for `service` (the password is the primary's);
+    * `redis+cluster://[[user]:password@]host:port[,host:port...]`: a Redis Cluster.
+
+    `?socket_timeout=` and `?socket_connect_timeout=` (seconds) default to 0.25: a hung Redis
+    must cost milliseconds, not the default forever."""
+    if not isinstance(url, str):
+        raise ImproperlyConfigured(f"REDIS_URL {url!r} is not a string")
+    parts = urlsplit(url)
+    options = _timeouts(url, dict(parse_qsl(parts.query)))
+    if parts.scheme in ("redis", "rediss", "unix"):
+        return partial(Redis.from_url, url, **options)
+    if parts.scheme not in ("redis+sentinel", "redis+cluster"):
+        raise ImproperlyConfigured(
+            f"REDIS_URL {url!r}: the scheme must be redis, rediss, unix, redis+sentinel or "
+            "redis+cluster"
+        )
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        options.update(username=unquote(user) or None, password=unquote(password) or None)
+    nodes = [_host_port(host, url) for host in hosts.split(",") if host]
+    if not nodes:
+        raise ImproperlyConfigured(f"REDIS_URL {url!r} names no host")
+    path = [part for part in parts.path.split("/") if part]
+    if parts.scheme == "redis+cluster":
+        if path:
+            raise ImproperlyConfigured(f"REDIS_URL {url!r}: a Cluster has no database number")
+        startup = [ClusterNode(host, port) for host, port in nodes]
+        return partial(RedisCluster, startup_nodes=startup, **options)
+    if not 1 <= len(path) <= 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ImproperlyConfigured(
+            f"REDIS_URL {url!r}: expected redis+sentinel://host:port,.../service[/db]"
+        )
+    return partial(_sentinel_primary, nodes, path[0], int(path[1]) if path[1:] else 0, options)
+
+
+def _timeouts(url: str, query: dict[str, str]) -> dict[str, Any]:
+    try:
+        return {
+            name: float(query.get(name, default)) for name, default in _DEFAULT_TIMEOUTS.items()
+        }
+    except ValueError:
+        raise ImproperlyConfigured(f"REDIS_URL {url!r}: a timeout is not a number") from None
+
+
+def client_from_url(url: str) -> Any:
+    """redis-py's own client for `REDIS_URL` (see `redis_connector`)."""
+    return redis_connector(url)()
+
+
+def _sentinel_primary(
+    sentinels: list[tuple[str, int]], service: str, db: int, options: dict[str, Any]
+) -> Redis:
+    # The sentinels are asked with the same timeouts, but not with the primary's password.
+    timeouts = {name: options[name] for name in _DEFAULT_TIMEOUTS}
+    return Sentinel(sentinels, sentinel_kwargs=timeouts, **timeouts).master_for(
+        service, db=db, **options
+    )
+
+
+def _host_port(text: str, url: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ImproperlyConfigured(f"REDIS_URL {url!r}: {text!r} is not host:port")
+    return host, int(port)
 
 
 # The class `open_store` builds (see cartsvc.backends).

@@ -119,6 +119,9 @@ class EmbeddedStore:
         row = conn.execute("SELECT until FROM meta WHERE k = 'lease'").fetchone()
         return row is not None and row[0] > now
 
+    def scope(self, cart_id: str) -> int:
+        return 0  # one lease covers every cart
+
     def read(self, cart_id: str, token: str, claim_ms: int, keep_ms: int, known: str) -> Read:
         def op(conn: sqlite3.Connection, now: int) -> Read:
             if not self._lease(conn, now):
@@ -274,7 +277,7 @@ class EmbeddedStore:
 
         return self._tx(op)
 
-    def reconcile_begin(self, token: str, ttl_ms: int) -> Reconcile:
+    def reconcile_begin(self, scope: int, token: str, ttl_ms: int) -> Reconcile:
         def op(conn: sqlite3.Connection, now: int) -> Reconcile:
             if self._lease(conn, now):
                 return Reconcile(LEASED, now)
@@ -289,7 +292,9 @@ class EmbeddedStore:
 
         return self._tx(op)
 
-    def reconcile_end(self, token: str, lease_until_ms: int, drop_ids: list[str]) -> None:
+    def reconcile_end(
+        self, scope: int, token: str, lease_until_ms: int, drop_ids: list[str]
+    ) -> None:
         def op(conn: sqlite3.Connection, now: int) -> None:
             conn.executemany("DELETE FROM entry WHERE id = ?", [(i,) for i in drop_ids])
             if lease_until_ms > now:

@@ -34,16 +34,16 @@ def test_no_lease_then_reconcile(store):
     assert store.read(CART, "t1", 2000, KEEP, "") == c.Read(c.NO_LEASE)
     assert store.acquire(CART, "t1", 5000, KEEP, "") == c.Acquired(c.NO_LEASE)
     assert store.claim_many([CART], "t1", 2000) is None
-    begun = store.reconcile_begin("r1", 1000)
+    begun = store.reconcile_begin(0, "r1", 1000)
     assert isinstance(begun, c.Reconcile) and begun.status == c.RECONCILING
-    assert store.reconcile_begin("r2", 1000).status == c.WAIT
-    store.reconcile_end("r1", begun.now_ms + KEEP, [])
-    assert store.reconcile_begin("r3", 1000).status == c.LEASED
+    assert store.reconcile_begin(0, "r2", 1000).status == c.WAIT
+    store.reconcile_end(0, "r1", begun.now_ms + KEEP, [])
+    assert store.reconcile_begin(0, "r3", 1000).status == c.LEASED
 
 
 def test_read_claim_fill_hit(store):
-    now = store.reconcile_begin("r", 1000).now_ms
-    store.reconcile_end("r", now + KEEP, [])
+    now = store.reconcile_begin(0, "r", 1000).now_ms
+    store.reconcile_end(0, "r", now + KEEP, [])
 
     claimed = store.read(CART, "t1", 2000, KEEP, "")
     assert claimed.status == c.CLAIMED and claimed.gen
@@ -60,8 +60,8 @@ def test_read_claim_fill_hit(store):
 
 
 def test_acquire_busy_settle(store):
-    now = store.reconcile_begin("r", 1000).now_ms
-    store.reconcile_end("r", now + KEEP, [])
+    now = store.reconcile_begin(0, "r", 1000).now_ms
+    store.reconcile_end(0, "r", now + KEEP, [])
 
     assert store.acquire(CART, "w1", 5000, KEEP, "") == c.Acquired(c.ACQUIRED_EMPTY)
     busy = store.acquire(CART, "w2", 5000, KEEP, "")

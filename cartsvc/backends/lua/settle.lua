@@ -10,7 +10,7 @@ if h[1] ~= ARGV[2] then
   return 0
 end
 if ARGV[3] == 'set' then
-  redis.call('HSET', KEYS[1], 'v', ARGV[4], 's', now)
+  redis.call('HSET', KEYS[1], 'v', ARGV[4], 's', now, 'e', epoch)
   redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
   redis.call('ZADD', KEYS[3], now, ARGV[1])
 elseif ARGV[3] == 'drop' then
