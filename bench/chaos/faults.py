@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -59,39 +60,34 @@ def pg_terminate(target: Target, seconds: float, rng: random.Random) -> str:
 
 
 def worker_sigkill(target: Target, seconds: float, rng: random.Random) -> str:
-    """SIGKILL a gunicorn worker mid-request while writes are in flight, a few times."""
-    end, kills, mid_request = time.monotonic() + seconds, 0, 0
-    step = seconds / 3
-    while time.monotonic() + step / 2 < end:
-        # From a random moment on, the first one with a write in flight and a worker serving
-        # a request (bounded: after one more step any worker is killed).
-        aim = time.monotonic() + rng.uniform(0.1, 0.5) * step
-        _pause(aim - time.monotonic())
-        busy: list[int] = []
-        while time.monotonic() < aim + step:
-            if target.writes_in_flight():
-                busy = target.gunicorn.busy_worker_pids()
-                if busy:
-                    break
+    """SIGKILL gunicorn workers mid-request while writes are in flight, a few times."""
+    end, kills = time.monotonic() + seconds, 0
+    # At least one kill: past the window, go on looking for a moment (bounded).
+    while time.monotonic() < end or (not kills and time.monotonic() < end + 10):
+        victim = _busy_worker(target, rng)
+        if victim is None:
             time.sleep(0.002)
-        victims = busy or target.gunicorn.worker_pids()
-        if not victims:
             continue
-        try:
-            os.kill(victims[rng.randrange(len(victims))], signal.SIGKILL)
-        except ProcessLookupError:
-            continue
-        kills += 1
-        mid_request += bool(busy)
-        _pause(min(step / 2, end - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+            kills += 1
+            _pause(min(rng.uniform(0.2, 0.4) * seconds, end - time.monotonic()))
     # The master starts new workers: wait for them so the next fault meets a full server.
     wait_until(
         lambda: len(target.gunicorn.worker_pids()) == target.gunicorn.workers,
         "gunicorn did not replace its killed workers",
     )
-    if not mid_request:
-        raise FaultDidNotFire(f"{kills} workers killed, none of them mid-request")
-    return f"{kills} workers SIGKILLed, {mid_request} mid-request with writes in flight"
+    if not kills:
+        raise FaultDidNotFire("no worker was seen serving a request while writes were in flight")
+    return f"{kills} workers SIGKILLed mid-request with writes in flight"
+
+
+def _busy_worker(target: Target, rng: random.Random) -> int | None:
+    """A worker serving a request while a write is in flight, if there is one now."""
+    if not target.writes_in_flight():
+        return None
+    busy = target.gunicorn.busy_worker_pids()
+    return busy[rng.randrange(len(busy))] if busy else None
 
 
 COMMON_FAULTS = (Fault("pg_terminate", pg_terminate), Fault("worker_sigkill", worker_sigkill))

@@ -215,6 +215,11 @@ class Load:
             thread.start()
             self._threads.append(thread)
 
+    def read_all(self, client: str) -> None:
+        """Read every cart once (after the faults: a stale entry left in memory shows)."""
+        for cart in list(self.carts):
+            self.call(client, cart, "read", "GET", f"/carts/{cart}")
+
     def halt(self) -> None:
         """Clients stop after their call in progress; nobody waits for them."""
         self._stopping.set()

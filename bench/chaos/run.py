@@ -40,6 +40,7 @@ from bench.chaos.topology import TOPOLOGIES, Topology, topology
 
 CALM = "calm"
 SETUP = "setup"
+FINAL_READS = "final reads"
 
 
 def log(message: str) -> None:
@@ -276,12 +277,15 @@ def execute(args: argparse.Namespace) -> Outcome:
         run.start()
         log(f"servers up (gunicorn on {run.gunicorn.port if run.gunicorn else '?'}); load ...")
         fired, crashed = run.drive(slots)
-        run.phase = "(after)"
         assert run.load is not None
         unclean, all_unclean, said = run.unclean_carts()
         log(f"verify_carts --all: {said.splitlines()[-1] if said else '(nothing)'}")
         if unclean or all_unclean:
             log(said)
+        # Then every cart read once more, after every acknowledgement: an entry a fault left
+        # stale in memory is a stale read here even if no client happened to read it.
+        run.phase = FINAL_READS
+        run.load.read_all("final")
         carts = set(run.load.carts) | {r.cart_id for r in run.load.history if r.acknowledged}
         finals = run.finals(carts, unclean, all_unclean)
         history = list(run.load.history)

@@ -221,6 +221,8 @@ class Gunicorn:
             local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
             if local_port == self.port and state == "01":  # 01: ESTABLISHED
                 established.add(f"socket:[{inode}]")
+        if not established:
+            return []
         busy = []
         for pid in self.worker_pids():
             with contextlib.suppress(OSError):

@@ -18,10 +18,8 @@ STANDALONE_FAULTS = {
 
 def test_a_short_chaos_run_has_every_fault_fire_and_no_violation(tmp_path):
     server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    args = run.parse(
-        ["--seed", "8", "--duration", "20", "--clients", "6", "--carts", "10"]
-        + ["--workers", "3", "--pg-url", server, "--out", str(tmp_path)]
-    )
+    short = ["--seed", "8", "--duration", "20", "--clients", "6", "--carts", "10", "--workers", "3"]
+    args = run.parse([*short, "--pg-url", server, "--out", str(tmp_path)])
     outcome = run.execute(args)
 
     assert outcome.fired.failures == {}
