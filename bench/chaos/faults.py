@@ -100,7 +100,7 @@ def _admin(server: RedisServer) -> redis.Redis:
     return redis.Redis(port=server.port, socket_timeout=5, socket_connect_timeout=5)
 
 
-def _stopped_within(pid: int, timeout: float) -> bool:
+def stopped_within(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while process_state(pid) != "T":
         if time.monotonic() > deadline:
@@ -115,7 +115,7 @@ def redis_sigstop(server: RedisServer) -> Action:
         started = time.monotonic()
         try:
             # The signal is delivered asynchronously: see the process stopped (state T).
-            stopped = _stopped_within(server.pid, 2.0)
+            stopped = stopped_within(server.pid, 2.0)
             _pause(seconds - (time.monotonic() - started))
         finally:
             server.thaw()

@@ -81,6 +81,7 @@ class Run:
         self.phase = SETUP
         self.gunicorn: Gunicorn | None = None
         self.load: Load | None = None
+        self.secret_key = os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50)
 
     # The faults' Target interface.
     def writes_in_flight(self) -> int:
@@ -93,7 +94,7 @@ class Run:
             "CART_KEY_PREFIX": "chaos",
             "DJANGO_HTTPS": "0",
             "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
+            "DJANGO_SECRET_KEY": self.secret_key,
             **self.topology.env(),
         }
 
