@@ -1,0 +1,1 @@
+"""Tests on real Redis topologies (Sentinel, Cluster) started on loopback."""
