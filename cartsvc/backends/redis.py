@@ -340,7 +340,9 @@ class RedisStore:
         trip per node (no script: a Cluster pipeline runs none), touching nothing."""
         commands: list[tuple[Any, ...]] = []
         for cart_id in cart_ids:
-            commands.append(("hmget", self.key(cart_id), "v", "e"))
+            # m: a writer's lock. A read serves no entry under one (held: it reads the
+            # database; expired: the writer died, the entry is dropped), so neither does this.
+            commands.append(("hmget", self.key(cart_id), "v", "e", "m"))
             if payload:
                 commands.append(("get", self.data_key(cart_id)))
         one_server = self.buckets == 1
@@ -352,9 +354,10 @@ class RedisStore:
         step = 2 if payload else 1
         found: list[tuple[int, bytes] | None] = []
         for position, epoch in enumerate(epochs):
-            version, stamp = rows[position * step]
+            version, stamp, lock = rows[position * step]
             data = rows[position * step + 1] if payload else b""
             usable = version is not None and stamp is not None and stamp.decode() == epoch
+            usable = usable and lock is None
             found.append((int(version), data) if usable and data is not None else None)
         return found
 
