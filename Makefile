@@ -142,11 +142,16 @@ bench: venv services wrk
 
 # Proof under fire (issue 8): a bounded load on several gunicorn workers while a seeded fault
 # schedule runs, then the history checked (bench/chaos/run.py); it starts its own database
-# and redis-server(s) and removes them after. Options: CHAOS_ARGS="--seed 7 --duration 60
-# --clients 16 --carts 40 --workers 4 --topology standalone". A short run is in `make test`.
+# and redis-server(s) and removes them after, once per topology (one primary; primary +
+# replica + 3 sentinels; a 3 + 3 Cluster), each with its own faults. Options:
+# CHAOS_TOPOLOGIES="sentinel" CHAOS_ARGS="--seed 7 --duration 60 --clients 16 --carts 40
+# --workers 4". A short run is in `make test`.
+CHAOS_TOPOLOGIES ?= standalone sentinel cluster
 CHAOS_ARGS ?=
 chaos: venv services redis-sentinel
-	$(PY) bench/chaos/run.py $(CHAOS_ARGS)
+	@for topology in $(CHAOS_TOPOLOGIES); do \
+	  $(PY) bench/chaos/run.py --topology $$topology $(CHAOS_ARGS) || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) var db.sqlite3* .pytest_cache .ruff_cache .mypy_cache .hypothesis dist build *.egg-info
