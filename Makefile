@@ -13,7 +13,7 @@ BENCH_REDIS_URL ?= redis://127.0.0.1:6379/12
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-nightly lint bench venv services chromium wrk nginx dist clean
+.PHONY: run test test-nightly lint bench chaos venv services chromium wrk nginx redis-sentinel dist clean
 
 venv: $(STAMP)
 
@@ -91,6 +91,15 @@ nginx:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
 	  { echo "FATAL: nginx is not installed" >&2; exit 1; }
 
+# Redis Sentinel and redis-cli are started and driven by tests/topologies on loopback.
+redis-sentinel:
+	@command -v redis-sentinel >/dev/null || ($(APT_INSTALL) redis-sentinel) || \
+	  { echo "FATAL: redis-sentinel (Debian package redis-sentinel) is needed by tests/topologies" >&2; exit 1; }
+	@command -v redis-sentinel >/dev/null || { echo "FATAL: redis-sentinel is not installed" >&2; exit 1; }
+	@command -v redis-cli >/dev/null || ($(APT_INSTALL) redis-tools) || \
+	  { echo "FATAL: redis-cli (Debian package redis-tools) is needed by tests/topologies" >&2; exit 1; }
+	@command -v redis-cli >/dev/null || { echo "FATAL: redis-cli is not installed" >&2; exit 1; }
+
 wrk:
 	@command -v wrk >/dev/null || ($(APT_INSTALL) wrk) || \
 	  { echo "FATAL: wrk (Debian package wrk) is needed by make bench" >&2; exit 1; }
@@ -116,7 +125,7 @@ HYPOTHESIS_PROFILE ?= ci
 # plain HTTP on loopback.
 test bench: export DJANGO_HTTPS = 0
 test bench: export DJANGO_SECRET_KEY = $(shell python3 -c 'import secrets; print(secrets.token_urlsafe(50))')
-test: venv services chromium nginx lint
+test: venv services chromium nginx redis-sentinel lint
 	DATABASE_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) CART_KEY_PREFIX=t$$$$ \
 	  HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -p no:cacheprovider
 	env -u DATABASE_URL -u REDIS_URL CART_VAR_DIR=$$(mktemp -d) \
@@ -129,6 +138,20 @@ test-nightly:
 bench: venv services wrk
 	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
 	  $(PY) bench/run.py
+	$(PY) bench/failover_cost.py | tee bench/failover.md
+
+# Proof under fire (issue 8): a bounded load on several gunicorn workers while a seeded fault
+# schedule runs, then the history checked (bench/chaos/run.py); it starts its own database
+# and redis-server(s) and removes them after, once per topology (one primary; primary +
+# replica + 3 sentinels; a 3 + 3 Cluster), each with its own faults. Options:
+# CHAOS_TOPOLOGIES="sentinel" CHAOS_ARGS="--seed 7 --duration 60 --clients 16 --carts 40
+# --workers 4". A short run is in `make test`.
+CHAOS_TOPOLOGIES ?= standalone sentinel cluster
+CHAOS_ARGS ?=
+chaos: venv services redis-sentinel
+	@for topology in $(CHAOS_TOPOLOGIES); do \
+	  $(PY) bench/chaos/run.py --topology $$topology $(CHAOS_ARGS) || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) var db.sqlite3* .pytest_cache .ruff_cache .mypy_cache .hypothesis dist build *.egg-info

@@ -9,6 +9,7 @@
 | cartimage.E005 | `REHYDRATE_FROM` is neither "rows" nor "events" |
 | cartimage.E006 | `CARTIMAGE` is not a dict |
 | cartimage.E007 | the embedded `EMBEDDED_PATH` is relative (or unset) and there is no `BASE_DIR` |
+| cartimage.E008 | `REDIS_URL` is not a redis://, redis+sentinel:// or redis+cluster:// URL |
 | cartimage.W001 | `CARTIMAGE` has a key the app does not know (a typo is otherwise silent) |
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from cartsvc.catalog import REQUIRED_METHODS
@@ -29,6 +31,7 @@ from cartsvc.conf import (
     backend_module,
     embedded_path,
 )
+from cartsvc.redis_url import parse_redis_url
 
 REDIS_CACHE_BACKEND = "django_redis.cache.RedisCache"
 # Seconds (or counts) that must be positive numbers.
@@ -100,6 +103,8 @@ def _backend(value: dict[str, Any]) -> list[CheckMessage]:
         ]
     if backend_module(backend) != BACKEND_ALIASES["redis"]:
         return []
+    if value.get("REDIS_URL"):
+        return _redis_url(value["REDIS_URL"])
     alias = value["REDIS_ALIAS"]
     cache = getattr(settings, "CACHES", {}).get(alias)
     if cache is None:
@@ -118,6 +123,14 @@ def _backend(value: dict[str, Any]) -> list[CheckMessage]:
                 hint="The image talks to Redis through django-redis's connection.",
             )
         ]
+    return []
+
+
+def _redis_url(url: Any) -> list[CheckMessage]:
+    try:
+        parse_redis_url(url)
+    except ImproperlyConfigured as exc:
+        return [_error(8, str(exc), hint="See cartsvc.redis_url.parse_redis_url.")]
     return []
 
 

@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_ALIAS": "default",
     # None: the django-redis connection of REDIS_ALIAS. Else redis-py's own client for this
     # URL: redis://, redis+sentinel://host:port,.../service[/db] or redis+cluster://host:port,...
-    # (see cartsvc.backends.redis.client_from_url).
+    # (see cartsvc.redis_url).
     "REDIS_URL": None,
     "KEY_PREFIX": "ci",
     # A dotted path to the shop's `cartsvc.catalog.Catalog` adapter; required (check E003).

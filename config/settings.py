@@ -125,7 +125,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # ------------------------------------------------------------------ cache
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL:
+# redis+sentinel://host:port,.../service[/db] and redis+cluster://host:port,... are given to
+# the image as they are (redis-py's own Sentinel and RedisCluster clients; django-redis has no
+# Cluster support); this project's Django cache, which holds nothing of the carts, then stays
+# in process memory.
+REDIS_TOPOLOGY = REDIS_URL.startswith(("redis+sentinel:", "redis+cluster:"))
+if REDIS_URL and not REDIS_TOPOLOGY:
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -153,11 +158,13 @@ CARTIMAGE = {
     "SNAPSHOT_EVERY": int(os.environ.get("CART_SNAPSHOT_EVERY", "50")),
     "REHYDRATE_FROM": os.environ.get("CART_REHYDRATE_FROM", "rows"),
     "MAX_LINE_QUANTITY": int(os.environ.get("CART_MAX_LINE_QUANTITY", "99")),
-    # "redis" uses the django-redis connection; "embedded" a SQLite file shared by every
-    # process on this machine (see README: why not an in-process cache).
+    # "redis" uses the django-redis connection (or REDIS_URL's own client: Sentinel, Cluster);
+    # "embedded" a SQLite file shared by every process on this machine (see README: why not
+    # an in-process cache).
     "BACKEND": "redis" if REDIS_URL else "embedded",
     "EMBEDDED_PATH": str(VAR_DIR / "image.sqlite3"),
     "KEY_PREFIX": os.environ.get("CART_KEY_PREFIX", "ci"),
+    "REDIS_URL": REDIS_URL if REDIS_TOPOLOGY else None,
     "CATALOG": "carts.catalog.DemoCatalog",
 }
 

@@ -42,3 +42,13 @@ def read_cart(config, cart_id, go, results) -> None:
     go.wait(60)
     cart = service.get_cart(cart_id)
     results.put(cart.version)
+
+
+def read_carts(config, cart_ids, results) -> None:
+    """Read each cart once; answer (version, skus) per cart and the Redis errors seen."""
+    bootstrap(config)
+    from cartsvc import metrics, service
+
+    carts = [service.get_cart(cart_id) for cart_id in cart_ids]
+    found = [(cart.version, sorted(line.sku for line in cart.lines)) for cart in carts]
+    results.put((found, metrics.value("redis_errors")))

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from django.db import connection
 
+from bench.chaos.servers import gunicorn_command, stop_process, wait_for_http
 from tests.faults.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,25 +22,9 @@ def database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-def wait_for(port: int, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/products", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"nothing answers on {port}: {log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+# One way to wait for and stop a server, shared with the chaos run (bench/chaos/servers.py).
+wait_for = wait_for_http
+stop = stop_process
 
 
 @contextlib.contextmanager
@@ -56,10 +39,10 @@ def gunicorn(tmp_path: Path, workers: int = 2, **env: str) -> Iterator[int]:
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         **env,
     }
-    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "config.wsgi"]
-    command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", "60"]
     with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=out)
+        process = subprocess.Popen(
+            gunicorn_command(port, workers), cwd=ROOT, env=environment, stdout=out, stderr=out
+        )
     try:
         wait_for(port, process, log)
         yield port

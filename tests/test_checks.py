@@ -62,6 +62,25 @@ def test_e002_a_missing_or_wrong_redis_alias(settings, caches):
     assert ids(settings, caches, BACKEND="redis", REDIS_ALIAS="carts") == {"cartimage.E002"}
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/carts/0",
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+    ],
+)
+def test_a_redis_url_needs_no_django_redis_cache(settings, url):
+    assert ids(settings, {"default": {}}, BACKEND="redis", REDIS_URL=url) == set()
+
+
+@pytest.mark.parametrize(
+    "url", ["memcached://127.0.0.1", "redis+sentinel://127.0.0.1:26379", "redis+cluster://x"]
+)
+def test_e008_a_bad_redis_url(settings, url):
+    assert ids(settings, {"default": {}}, BACKEND="redis", REDIS_URL=url) == {"cartimage.E008"}
+
+
 def test_e002_is_not_raised_for_the_embedded_backend(settings):
     assert ids(settings, {"default": {}}, BACKEND="embedded", REDIS_ALIAS="carts") == set()
 

@@ -34,10 +34,10 @@ def test_bench_installs_wrk_before_it_benchmarks():
     assert wrk < bench
 
 
-def test_test_installs_chromium_and_nginx_before_the_suite():
+def test_test_installs_its_tools_before_the_suite():
     lines = dry_run("test")
     suite = next(i for i, line in enumerate(lines) if "bin/pytest" in line)
-    for package in ("chromium", "nginx-light"):
+    for package in ("chromium", "nginx-light", "redis-sentinel", "redis-tools"):
         install = f"apt-get install -y -qq {package}"
         found = next(i for i, line in enumerate(lines) if install in line)
         assert found < suite, package

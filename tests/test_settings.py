@@ -145,3 +145,29 @@ def test_processes_started_in_different_folders_share_one_embedded_store(tmp_pat
         seen.append(done.stdout.split())
     shared = ROOT / "var-shared"
     assert seen[0] == seen[1] == [str(shared / "image.sqlite3"), str(shared)]
+
+
+@pytest.mark.parametrize(
+    ("url", "image_url", "django_cache"),
+    [
+        ("redis://127.0.0.1:6379/3", "None", "django_redis.cache.RedisCache"),
+        (
+            "redis+sentinel://127.0.0.1:26379/carts/0",
+            "redis+sentinel://127.0.0.1:26379/carts/0",
+            "django.core.cache.backends.locmem.LocMemCache",
+        ),
+        (
+            "redis+cluster://127.0.0.1:7000",
+            "redis+cluster://127.0.0.1:7000",
+            "django.core.cache.backends.locmem.LocMemCache",
+        ),
+    ],
+)
+def test_redis_url_of_each_topology_reaches_the_image(tmp_path, url, image_url, django_cache):
+    done = django_in(
+        {"DJANGO_DEBUG": "1", "REDIS_URL": url},
+        "from django.conf import settings as s; "
+        "print(s.CARTIMAGE['BACKEND'], s.CARTIMAGE['REDIS_URL'], s.CACHES['default']['BACKEND'])",
+        tmp_path,
+    )
+    assert done.stdout.split() == ["redis", image_url, django_cache], done.stderr

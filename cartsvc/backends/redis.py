@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache, partial
 from importlib.resources import files
 from string import Template
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-from django.core.exceptions import ImproperlyConfigured
 from redis import Redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
@@ -40,6 +38,7 @@ from cartsvc.backends.base import (
     SettleMode,
 )
 from cartsvc.conf import conf
+from cartsvc.redis_url import DEFAULT_TIMEOUTS, RedisTarget, parse_redis_url
 
 # Each script, after the shared parts it starts with (`_now`: the clock; `_epoch`: the
 # primary's replication id, stamped on entries; `_claim`, `_fill`: the functions read/claim_many
@@ -51,7 +50,6 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "fill_many": ("_now", "_epoch", "_fill"),
     "acquire": ("_now", "_epoch"),
     "settle": ("_now", "_epoch"),
-    "peek": ("_epoch",),
     "release_claim": (),
     "evict": ("_now",),
     "reconcile_begin": ("_now",),
@@ -124,7 +122,7 @@ class RedisStore:
         url = conf.REDIS_URL
         if url:
             buckets = CLUSTER_BUCKETS if url.startswith("redis+cluster:") else 1
-            return cls(partial(client_from_url, url), conf.KEY_PREFIX, buckets)
+            return cls(redis_connector(url), conf.KEY_PREFIX, buckets)
         from django_redis import get_redis_connection
 
         return cls(get_redis_connection(conf.REDIS_ALIAS), conf.KEY_PREFIX)
@@ -325,30 +323,48 @@ class RedisStore:
             keys += [self.key(cart_id), self.data_key(cart_id)]
         self._call("reconcile_end", keys, [token, lease_until_ms, *drop_ids])
 
-    def _peek_calls(self, cart_ids: list[str], payload: str) -> list[Any]:
-        sha = self._scripts["peek"].sha
-        # Through execute_command: redis-py's ClusterPipeline blocks its `evalsha` method
-        # (EVALSHA is in its PIPELINE_BLOCKED_COMMANDS) but routes the command itself by the
-        # slot of its keys.
-        return self._pipelined(
-            (
-                "execute_command",
-                "EVALSHA",
-                sha,
-                2,
-                self.key(cart_id),
-                self.data_key(cart_id),
-                payload,
-            )
-            for cart_id in cart_ids
-        )
+    def _epochs(self, keys: list[str], info: dict[str, Any] | None) -> list[str]:
+        """The epoch each key's entry must carry to be served: its primary's replication id
+        (`info`: the one server's INFO replication, when there is one server)."""
+        if info is not None:
+            return [_primary_epoch(info)] * len(keys)
+        try:
+            infos = self.client.info("replication", target_nodes=RedisCluster.PRIMARIES)
+            nodes = [self.client.get_node_from_key(key).name for key in keys]
+        except _ERRORS as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return [_primary_epoch(infos[node]) for node in nodes]
+
+    def _entries(self, cart_ids: list[str], payload: bool) -> list[tuple[int, bytes] | None]:
+        """Per cart, the (version, payload) a read would serve now, or None; in one round
+        trip per node (no script: a Cluster pipeline runs none), touching nothing."""
+        commands: list[tuple[Any, ...]] = []
+        for cart_id in cart_ids:
+            # m: a writer's lock. A read serves no entry under one (held: it reads the
+            # database; expired: the writer died, the entry is dropped), so neither does this.
+            commands.append(("hmget", self.key(cart_id), "v", "e", "m"))
+            if payload:
+                commands.append(("get", self.data_key(cart_id)))
+        one_server = self.buckets == 1
+        if one_server:
+            commands.append(("info", "replication"))
+        rows = self._pipelined(commands)
+        info = rows.pop() if one_server else None
+        epochs = self._epochs([self.key(cart_id) for cart_id in cart_ids], info)
+        step = 2 if payload else 1
+        found: list[tuple[int, bytes] | None] = []
+        for position, epoch in enumerate(epochs):
+            version, stamp, lock = rows[position * step]
+            data = rows[position * step + 1] if payload else b""
+            usable = version is not None and stamp is not None and stamp.decode() == epoch
+            usable = usable and lock is None
+            found.append((int(version), data) if usable and data is not None else None)
+        return found
 
     def peek(self, cart_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
         ids = list(cart_ids)
-        rows = self._peek_calls(ids, "1")
-        return {
-            cart_id: (int(row[0]), row[1]) for cart_id, row in zip(ids, rows, strict=True) if row
-        }
+        rows = self._entries(ids, payload=True)
+        return {cart_id: row for cart_id, row in zip(ids, rows, strict=True) if row}
 
     def locked(self, cart_id: str) -> bool:
         try:
@@ -363,7 +379,7 @@ class RedisStore:
         return token is not None and int(expires) > now[0] * 1000 + now[1] // 1000
 
     def present(self, cart_ids: list[str]) -> list[str]:
-        rows = self._peek_calls(cart_ids, "0")
+        rows = self._entries(cart_ids, payload=False)
         return [cart_id for cart_id, row in zip(cart_ids, rows, strict=True) if row]
 
     def idle(self, before_ms: int, limit: int) -> list[str]:
@@ -400,59 +416,36 @@ class RedisStore:
             raise CacheUnavailable(str(exc)) from exc
 
 
-_DEFAULT_TIMEOUTS = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
+def _primary_epoch(info: dict[str, Any]) -> str:
+    """A primary's replication id from its INFO replication; a replica serves nothing."""
+    if info.get("role") != "master":
+        raise CacheUnavailable("the server is a replica, not the primary")
+    return str(info["master_replid"])
+
+
+def redis_connector(url: str) -> Callable[[], Any]:
+    """A function making redis-py's own client for `REDIS_URL` (see
+    `cartsvc.redis_url.parse_redis_url`): the URL is checked now (a bad one raises
+    ImproperlyConfigured), the connection is made when the function is called."""
+    target = parse_redis_url(url)
+    if target.kind == "cluster":
+        startup = [ClusterNode(host, port) for host, port in target.nodes]
+        return partial(RedisCluster, startup_nodes=startup, **target.options)
+    if target.kind == "sentinel":
+        return partial(_sentinel_primary, target)
+    return partial(Redis.from_url, url, **target.options)
 
 
 def client_from_url(url: str) -> Any:
-    """redis-py's own client for `REDIS_URL`:
-
-    * `redis://[[user]:password@]host:port/db` (or `rediss://`, `unix://`): a plain primary;
-    * `redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`: the
-      primary that Sentinel names for `service` (the password is the primary's);
-    * `redis+cluster://[[user]:password@]host:port[,host:port...]`: a Redis Cluster.
-
-    `?socket_timeout=` and `?socket_connect_timeout=` (seconds) default to 0.25: a hung Redis
-    must cost milliseconds, not the default forever."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    options: dict[str, Any] = {
-        name: float(query.pop(name, default)) for name, default in _DEFAULT_TIMEOUTS.items()
-    }
-    if parts.scheme in ("redis", "rediss", "unix"):
-        return Redis.from_url(url, **options)
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    if userinfo:
-        user, _, password = userinfo.partition(":")
-        options.update(username=unquote(user) or None, password=unquote(password) or None)
-    nodes = [_host_port(host, url) for host in hosts.split(",") if host]
-    if not nodes:
-        raise ImproperlyConfigured(f"REDIS_URL {url!r} names no host")
-    path = [part for part in parts.path.split("/") if part]
-    if parts.scheme == "redis+sentinel":
-        if not path or len(path) > 2 or not (len(path) == 1 or path[1].isdigit()):
-            raise ImproperlyConfigured(
-                f"REDIS_URL {url!r}: expected redis+sentinel://host:port,.../service[/db]"
-            )
-        timeouts = {name: options[name] for name in _DEFAULT_TIMEOUTS}
-        sentinel = Sentinel(nodes, sentinel_kwargs=timeouts, **timeouts)
-        db = int(path[1]) if len(path) == 2 else 0
-        return sentinel.master_for(path[0], db=db, **options)
-    if parts.scheme == "redis+cluster":
-        if path:
-            raise ImproperlyConfigured(f"REDIS_URL {url!r}: a Cluster has no database number")
-        startup = [ClusterNode(host, port) for host, port in nodes]
-        return RedisCluster(startup_nodes=startup, **options)
-    raise ImproperlyConfigured(
-        f"REDIS_URL {url!r}: the scheme must be redis, rediss, unix, redis+sentinel or "
-        "redis+cluster"
-    )
+    """redis-py's own client for `REDIS_URL` (see `redis_connector`)."""
+    return redis_connector(url)()
 
 
-def _host_port(text: str, url: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ImproperlyConfigured(f"REDIS_URL {url!r}: {text!r} is not host:port")
-    return host, int(port)
+def _sentinel_primary(target: RedisTarget) -> Redis:
+    # The sentinels are asked with the same timeouts, but not with the primary's password.
+    timeouts = {name: target.options[name] for name in DEFAULT_TIMEOUTS}
+    sentinel = Sentinel(target.nodes, sentinel_kwargs=timeouts, **timeouts)
+    return sentinel.master_for(target.service, db=target.db, **target.options)
 
 
 # The class `open_store` builds (see cartsvc.backends).

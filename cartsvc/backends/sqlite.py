@@ -311,7 +311,8 @@ class EmbeddedStore:
             found = {}
             for cart_id in cart_ids:
                 h = self._get(conn, cart_id, now)
-                if h and h["v"] is not None:
+                # No entry under a writer's lock: a read would not serve it either.
+                if h and h["v"] is not None and not h["m"]:
                     found[cart_id] = (h["v"], h["d"])
             return found
 
@@ -329,7 +330,7 @@ class EmbeddedStore:
             found = []
             for cart_id in cart_ids:
                 h = self._get(conn, cart_id, now)
-                if h and h["v"] is not None:
+                if h and h["v"] is not None and not h["m"]:
                     found.append(cart_id)
             return found
 

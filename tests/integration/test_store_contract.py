@@ -71,7 +71,10 @@ def test_acquire_busy_settle(store):
     assert store.settle(CART, "w1", "set", 2, b'{"v":2}', KEEP) is True
 
     assert store.acquire(CART, "w3", 5000, KEEP, "2") == c.Acquired(c.ACQUIRED_SAME)
+    # An entry under a writer's lock is not what memory serves (a read goes to the database).
+    assert store.peek([CART]) == {} and store.present([CART]) == []
     assert store.settle(CART, "w3", "keep", 0, b"", KEEP) is True
+    assert store.peek([CART]) == {CART: (2, b'{"v":2}')} and store.present([CART]) == [CART]
     assert store.acquire(CART, "w4", 5000, KEEP, "") == c.Acquired(
         c.ACQUIRED, version=2, payload=b'{"v":2}'
     )
