@@ -252,9 +252,12 @@ def find_open_cart(owner_id: int) -> str | None:
 # ---------------------------------------------------------------- dirty list
 
 
-def dirty_marks(limit: int = 10_000) -> list[tuple[str, datetime]]:
+def dirty_marks() -> list[tuple[str, datetime]]:
+    """Every mark (normally none or a few: carts written while the cache was unreachable).
+    All of them: a reconcile that dropped only some entries and granted the lease would let
+    the others be served."""
     rows = CartCacheDirty.objects.order_by("marked_at").values_list("cart_id", "marked_at")
-    return [(str(cart_id), marked_at) for cart_id, marked_at in rows[:limit]]
+    return [(str(cart_id), marked_at) for cart_id, marked_at in rows.iterator(chunk_size=5000)]
 
 
 def clear_dirty(marks: list[tuple[str, datetime]]) -> None:
@@ -854,3 +857,4 @@ def count_active(since: datetime | None) -> int:
     if since is not None:
         rows = rows.filter(last_activity_at__gte=since)
     return rows.count()
+
