@@ -857,4 +857,3 @@ def count_active(since: datetime | None) -> int:
     if since is not None:
         rows = rows.filter(last_activity_at__gte=since)
     return rows.count()
-
