@@ -127,8 +127,9 @@ test bench: export DJANGO_HTTPS = 0
 test bench: export DJANGO_SECRET_KEY = $(shell python3 -c 'import secrets; print(secrets.token_urlsafe(50))')
 test: venv services chromium nginx redis-sentinel lint
 	DATABASE_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) CART_KEY_PREFIX=t$$$$ \
+	  CART_SUBSCRIPTION_NUDGE=0 \
 	  HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -p no:cacheprovider
-	env -u DATABASE_URL -u REDIS_URL CART_VAR_DIR=$$(mktemp -d) \
+	env -u DATABASE_URL -u REDIS_URL CART_VAR_DIR=$$(mktemp -d) CART_SUBSCRIPTION_NUDGE=0 \
 	  HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -p no:cacheprovider -m contract
 
 # The same with fresh random draws and ten times the examples (a failure prints its seed).

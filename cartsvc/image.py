@@ -33,7 +33,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from cartsvc import domain as d
-from cartsvc import metrics, store
+from cartsvc import metrics, store, subscriptions
 from cartsvc.backends import base as c
 from cartsvc.backends import open_store
 from cartsvc.conf import conf
@@ -499,6 +499,7 @@ def _publish(
     after_commit: Callable[[dict[str, d.Cart]], None] | None,
 ) -> None:
     """After the commit: publish the states and release the locks, then answer."""
+    subscriptions.nudge_after_commit()
     locks.settle("set", states)
     if locks.dirty:
         # Wait out any lease granted before our dirty mark was visible.
