@@ -142,3 +142,34 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key}"
+
+
+class DemandItem(models.Model):
+    """The demand read model: a SKU's units and carts in open carts right now (saved-for-
+    later items aside). A projection of the event log kept by `cartsvc.demand`, which
+    alone writes it; a SKU no open cart holds has no row."""
+
+    sku = models.CharField(max_length=64, primary_key=True)
+    units = models.PositiveIntegerField()
+    carts = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["-units", "sku"], name="demanditem_units")]
+
+    def __str__(self) -> str:
+        return f"{self.sku}: {self.units} in {self.carts} carts"
+
+
+class DemandCart(models.Model):
+    """What one cart contributes to the demand read model: its last applied event version
+    (a redelivered event is recognised and skipped), whether it is open, and its lines as
+    {line_id: [sku, quantity, saved]} (saved lines too: one can come back). No foreign
+    key: the projection is rebuilt from the log, never cascaded from the rows."""
+
+    cart_id = models.UUIDField(primary_key=True)
+    version = models.PositiveIntegerField()
+    open = models.BooleanField()
+    lines = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"demand of {self.cart_id} at v{self.version}"
