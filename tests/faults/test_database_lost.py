@@ -286,9 +286,7 @@ def test_a_connection_lost_outside_the_service_is_a_json_503_then_recovers(produ
     assert call(client, "GET", f"carts/{cart.id}").status_code == 200
 
 
-def test_a_connection_lost_while_reading_the_dirty_list_is_a_database_error(
-    products, monkeypatch
-):
+def test_a_connection_lost_while_reading_the_dirty_list_is_a_database_error(products, monkeypatch):
     # Found by the chaos run on a Cluster: the dirty list was read through a server-side
     # cursor, whose close on a connection terminated mid-read raised psycopg's own error, past
     # Django's wrapping: a 500 instead of the database fallback. (That moment can not be hit
