@@ -880,13 +880,27 @@ _PG_HORIZON_VALUE = (
     " ON mod(x::text::bigint, 4294967296) IN (SELECT backend_xid::text::bigint"
     " FROM pg_stat_activity WHERE datname = current_database() AND backend_xid IS NOT NULL))"
 )
-_PG_HORIZON = f" AND position < {_PG_HORIZON_VALUE}"
+
+
+def _pg_horizon() -> int:
+    """The horizon now, in statements of its own, before the events are read: the read's
+    snapshot is then newer than anything the horizon took as finished (in one statement, a
+    transaction that committed between the snapshot and the pg_stat_activity read was taken
+    as finished but not seen: its events were skipped for good). pg_stat_activity is read
+    afresh: PostgreSQL keeps what a transaction read of it until the transaction ends."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(f"SELECT {_PG_HORIZON_VALUE}")
+        return int(cursor.fetchone()[0])
 
 
 def events_after(position: int, last_id: int, limit: int) -> list[CartEvent]:
     """Committed events after (position, last_id), in subscriber order, at most `limit`."""
-    horizon = _PG_HORIZON if connection.vendor == "postgresql" else ""
-    sql = _EVENTS_AFTER.format(horizon=horizon)
+    if connection.vendor == "postgresql":
+        horizon = _pg_horizon()
+        sql = _EVENTS_AFTER.format(horizon=" AND position < %s")
+        return list(CartEvent.objects.raw(sql, [position, last_id, horizon, limit]))
+    sql = _EVENTS_AFTER.format(horizon="")
     return list(CartEvent.objects.raw(sql, [position, last_id, limit]))
 
 
@@ -897,8 +911,7 @@ def subscription_start(now_or_beginning: str) -> tuple[int, int]:
         return -1, 0
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"SELECT {_PG_HORIZON_VALUE}")
-            return int(cursor.fetchone()[0]), 0
+            return _pg_horizon(), 0
         cursor.execute("SELECT COALESCE(MAX(id), 0) FROM cartsvc_cartevent")
         return 0, int(cursor.fetchone()[0])
 
@@ -969,8 +982,12 @@ def subscriptions() -> list[Subscription]:
     return list(Subscription.objects.order_by("name"))
 
 
+BEHIND_COUNTED_UP_TO = 1_000_000
+
+
 def events_behind(position: int, last_id: int) -> tuple[int, datetime | None]:
-    """How many events a checkpoint is behind, and when the oldest of them was recorded."""
+    """How many events a checkpoint is behind (at most BEHIND_COUNTED_UP_TO), and when the
+    oldest of them was recorded."""
     behind = CartEvent.objects.raw(
         "SELECT id, recorded_at FROM cartsvc_cartevent WHERE (position, id) > (%s, %s)"
         " ORDER BY position, id LIMIT 1",
@@ -980,8 +997,11 @@ def events_behind(position: int, last_id: int) -> tuple[int, datetime | None]:
     if oldest is None:
         return 0, None
     with connection.cursor() as cursor:
+        # Counted up to a cap: /metrics asks this every scrape, and a subscription replaying a
+        # large log must not cost a full count each time.
         cursor.execute(
-            "SELECT COUNT(*) FROM cartsvc_cartevent WHERE (position, id) > (%s, %s)",
-            [position, last_id],
+            "SELECT COUNT(*) FROM (SELECT 1 FROM cartsvc_cartevent"
+            " WHERE (position, id) > (%s, %s) LIMIT %s) AS behind",
+            [position, last_id, BEHIND_COUNTED_UP_TO],
         )
         return int(cursor.fetchone()[0]), oldest.recorded_at

@@ -32,7 +32,7 @@ from functools import cache
 from typing import Any
 
 from celery import current_app
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -87,32 +87,44 @@ class Subscriber:
     name: str
     handler: str  # dotted path
     start: str  # "beginning" or "now": where a new subscription's checkpoint starts
+    # Hand the events one at a time (each in a savepoint of its own, the checkpoint moving
+    # past each), for a handler whose effects are outside the database: a failure then runs
+    # nothing again that already ran (an e-mail sent is not rolled back).
+    one_at_a_time: bool = False
 
 
 # The app's own subscribers, always on. Their checkpoints are made when the app's tables are
 # migrated (`create_builtin`), so an upgraded shop does not get its history announced.
 # The demand read model starts from the beginning: it is the whole log's fold.
 BUILTIN = (
-    Subscriber("cartsvc.abandoned", "cartsvc.lifecycle.announce_abandoned", "now"),
+    Subscriber("cartsvc.abandoned", "cartsvc.lifecycle.announce_abandoned", "now", True),
     Subscriber("cartsvc.demand", "cartsvc.demand.handle", "beginning"),
 )
 
 
-def create_builtin(**kwargs: Any) -> None:
-    """post_migrate: the built-in subscriptions' checkpoints, if they have none yet."""
+def create_builtin(using: str = "default", **kwargs: Any) -> None:
+    """post_migrate: the built-in subscriptions' checkpoints, if they have none yet (not
+    before their table exists: a migration back to before it, or an upgrade on its way)."""
+    if "cartsvc_subscription" not in connections[using].introspection.table_names():
+        return
     for subscriber in BUILTIN:
         store.ensure_subscription(subscriber.name, subscriber.start, timezone.now())
 
 
 def subscribers() -> dict[str, Subscriber]:
     """Every subscriber: the built-in ones and `CARTIMAGE["SUBSCRIBERS"]` (name -> handler
-    path, or name -> {"handler": path, "start": "beginning" | "now"})."""
+    path, or name -> {"handler": path, "start": "beginning" | "now", "one_at_a_time": bool})."""
     found = {subscriber.name: subscriber for subscriber in BUILTIN}
     for name, value in (conf.SUBSCRIBERS or {}).items():
         if isinstance(value, str):
             found[name] = Subscriber(name, value, "beginning")
         else:
-            found[name] = Subscriber(name, value["handler"], value.get("start", "beginning"))
+            found[name] = Subscriber(
+                name,
+                value["handler"],
+                value.get("start", "beginning"),
+                bool(value.get("one_at_a_time", False)),
+            )
     return found
 
 
@@ -148,7 +160,14 @@ def drain(
         store.ensure_subscription(each, subscriber.start, timezone.now())
         total = 0
         while time.monotonic() < deadline:
-            count = _one_batch(subscriber)
+            try:
+                count = _one_batch(subscriber)
+            except DatabaseError as exc:
+                # The batch's transaction is gone (the connection lost, or a handler that
+                # outlived idle_in_transaction_session_timeout): counted against its first
+                # event on a fresh connection, and the next subscription goes on.
+                _batch_lost(subscriber, exc)
+                break
             if count <= 0:
                 break
             total += count
@@ -156,6 +175,21 @@ def drain(
                 progress(count)
         delivered[each] = total
     return delivered
+
+
+def _batch_lost(subscriber: Subscriber, exc: DatabaseError) -> None:
+    log.error("subscription %s: its batch's transaction was lost: %s", subscriber.name, exc)
+    connection.close()
+    try:
+        with transaction.atomic():
+            sub = store.lock_subscription(subscriber.name, wait=True)
+            rows = store.events_after(sub.position, sub.last_id, 1) if sub else []
+            if sub is not None and rows:
+                error = f"the batch's database transaction was lost: {exc}"
+                _record_failure(subscriber.name, sub, Delivered.of(rows[0]), error, timezone.now())
+    except DatabaseError as again:
+        log.error("subscription %s: its failure could not be recorded: %s", subscriber.name, again)
+        connection.close()
 
 
 def _one_batch(subscriber: Subscriber) -> int:
@@ -171,12 +205,12 @@ def _one_batch(subscriber: Subscriber) -> int:
             return 0
         events = [Delivered.of(row) for row in rows]
         handler = _handler(subscriber.handler)
-        if _failure(handler, events) is None:
+        if not subscriber.one_at_a_time and _failure(handler, events) is None:
             store.subscription_advanced(sub, rows[-1], len(rows), now)
             metrics.inc("subscription_deliveries", len(rows), subscription=subscriber.name)
             return len(rows)
         # One at a time: deliver those before the failing event, stop at it.
-        done = 0
+        done, failed = 0, False
         for row, event in zip(rows, events, strict=True):
             error = _failure(handler, [event])
             if error is None:
@@ -184,10 +218,11 @@ def _one_batch(subscriber: Subscriber) -> int:
                 done += 1
                 continue
             _record_failure(subscriber.name, sub, event, error, now)
+            failed = True
             break
         if done:
             metrics.inc("subscription_deliveries", done, subscription=subscriber.name)
-        return -1
+        return -1 if failed else done
 
 
 def _failure(handler: Handler, events: list[Delivered]) -> str | None:

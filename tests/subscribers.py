@@ -32,3 +32,11 @@ def to_file(events) -> None:
 
     while os.path.exists(path + ".block"):
         time.sleep(0.01)
+
+
+def loses_its_transaction(events) -> None:
+    """Its database session ends under it (as idle_in_transaction_session_timeout would)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")

@@ -32,6 +32,27 @@ DROP FUNCTION IF EXISTS cartsvc_event_position();
 """
 
 
+def create_position_index(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        # CONCURRENTLY: carts go on being written while a big event table is indexed (a
+        # plain CREATE INDEX would block them for the whole build); no statement timeout,
+        # the app's own would cancel it on a large log.
+        schema_editor.execute("SET statement_timeout = 0")
+        schema_editor.execute(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS cartevent_position"
+            " ON cartsvc_cartevent (position, id)"
+        )
+        schema_editor.execute("RESET statement_timeout")
+    else:
+        schema_editor.execute(
+            "CREATE INDEX IF NOT EXISTS cartevent_position ON cartsvc_cartevent (position, id)"
+        )
+
+
+def drop_position_index(apps, schema_editor):
+    schema_editor.execute("DROP INDEX IF EXISTS cartevent_position")
+
+
 def create_trigger(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(POSITION_TRIGGER)
@@ -43,6 +64,11 @@ def drop_trigger(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+    # Each step commits on its own: the column (a default of 0 is a change to the catalog
+    # only, no table rewrite) and the trigger take their locks for a moment, the index is
+    # built without blocking writes.
+    atomic = False
+
     dependencies = [("cartsvc", "0004_idempotency_version")]
 
     operations = [
@@ -51,9 +77,16 @@ class Migration(migrations.Migration):
             name="position",
             field=models.BigIntegerField(default=0),
         ),
-        migrations.AddIndex(
-            model_name="cartevent",
-            index=models.Index(fields=["position", "id"], name="cartevent_position"),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AddIndex(
+                    model_name="cartevent",
+                    index=models.Index(fields=["position", "id"], name="cartevent_position"),
+                ),
+            ],
+            database_operations=[
+                migrations.RunPython(create_position_index, drop_position_index),
+            ],
         ),
         migrations.RunPython(create_trigger, drop_trigger),
         migrations.CreateModel(

@@ -57,3 +57,63 @@ def test_a_worker_killed_mid_batch_loses_nothing(products, settings, tmp_path, m
     again = [event_id for event_id in set(delivered) if delivered.count(event_id) > 1]
     assert set(again) <= set(first_batch)  # at most the killed batch, once more
     assert Subscription.objects.get(name="filelog").last_id == every[-1]
+
+
+def test_a_batch_whose_transaction_is_lost_is_counted_and_the_others_go_on(products, settings):
+    from django.db import connection
+
+    from tests import subscribers
+
+    if connection.vendor != "postgresql":
+        pytest.skip("terminates a PostgreSQL session")
+    subscribers.RECORDED.clear()
+    settings.CARTIMAGE = {
+        **settings.CARTIMAGE,
+        "SUBSCRIBERS": {
+            "lost": "tests.subscribers.loses_its_transaction",
+            "probe": "tests.subscribers.record",
+        },
+    }
+    make_cart({"SKU-1": 1})
+    first = CartEvent.objects.order_by("position", "id").first()
+    found = subscriptions.drain()
+    assert found["lost"] == 0 and found["probe"] == CartEvent.objects.count()
+    sub = Subscription.objects.get(name="lost")
+    assert (sub.failures, sub.failing_event_id, sub.last_id) == (1, first.id, 0)
+    assert sub.retry_at is not None and "lost" in sub.last_error
+    subscribers.RECORDED.clear()
+
+
+def test_the_abandoned_signal_is_not_sent_again_when_a_later_cart_fails(products, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from cartsvc import lifecycle
+    from cartsvc.signals import cart_abandoned
+
+    settings.CARTIMAGE = {**settings.CARTIMAGE, "ABANDON_AFTER": 3600}
+    for _ in range(3):
+        make_cart({"SKU-1": 1})
+    assert lifecycle.expire_abandoned(timezone.now() + timedelta(seconds=3601)) == 3
+    expired = CartEvent.objects.filter(type="cart_expired").order_by("position", "id")
+    first, failing, last = (str(event.cart_id) for event in expired)
+    sent: list[str] = []
+    broken = {failing}
+
+    def mailer(sender, cart, **kwargs) -> None:
+        sent.append(cart.id)  # an e-mail: not rolled back
+        if cart.id in broken:
+            raise RuntimeError("SMTP refused")
+
+    cart_abandoned.connect(mailer, weak=False)
+    try:
+        subscriptions.drain("cartsvc.abandoned")
+        assert sent == [first, failing]  # stopped at the failing cart, the first sent once
+        broken.clear()
+        Subscription.objects.filter(name="cartsvc.abandoned").update(retry_at=None)
+        subscriptions.drain("cartsvc.abandoned")
+    finally:
+        cart_abandoned.disconnect(mailer)
+    # Never again for another cart's failure: only the failing one's own attempt repeats.
+    assert sent == [first, failing, failing, last]

@@ -119,3 +119,22 @@ def test_unknown_names_and_resets_are_refused(recording):
     with pytest.raises(InvalidInput):
         subscriptions.rebuild("probe")  # no read model beside its handler
     assert not Subscription.objects.filter(name="nope").exists()
+
+
+def test_the_built_in_checkpoints_wait_for_their_table(monkeypatch):
+    # post_migrate runs after a migration back to before the table, too: nothing to make.
+    from django.db import connections
+
+    monkeypatch.setattr(connections["default"].introspection, "table_names", lambda: [])
+    Subscription.objects.all().delete()
+    subscriptions.create_builtin(using="default")
+    assert not Subscription.objects.exists()
+
+
+def test_the_lag_is_counted_up_to_a_cap(products, recording, monkeypatch):
+    from cartsvc import store
+
+    monkeypatch.setattr(store, "BEHIND_COUNTED_UP_TO", 2)
+    make_cart({"SKU-1": 1, "SKU-2": 1})
+    (status,) = [s for s in subscriptions.status() if s.name == "probe"]
+    assert status.behind == 2
