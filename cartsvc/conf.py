@@ -41,6 +41,13 @@ DEFAULTS: dict[str, Any] = {
     "WRITE_RETRIES": 50,
     # Decoded states kept per process, checked against the entry's version on every read.
     "LOCAL_STATES": 4096,
+    # Webhooks (cartsvc.webhooks): the most seconds one POST may take, start to end.
+    "WEBHOOK_TIMEOUT": 5.0,
+    # Attempts before a delivery is `failed`, and the waits between them: FIRST, then
+    # doubled each time, never more than MAX seconds.
+    "WEBHOOK_MAX_ATTEMPTS": 8,
+    "WEBHOOK_RETRY_FIRST": 10.0,
+    "WEBHOOK_RETRY_MAX": 3600.0,
 }
 
 

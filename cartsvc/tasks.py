@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from cartsvc import lifecycle
+from cartsvc import lifecycle, webhooks
 
 
 @shared_task(name="cartsvc.tasks.passivate_idle_carts", ignore_result=True)
@@ -31,3 +31,9 @@ def sweep_carts() -> dict[str, int | float]:
         "keys_purged": result.keys_purged,
         "seconds": round(result.seconds, 3),
     }
+
+
+@shared_task(name="cartsvc.tasks.send_webhooks", ignore_result=True)
+def send_webhooks() -> dict[str, int]:
+    """POST the webhook deliveries that are due (cartsvc.webhooks.send_due)."""
+    return webhooks.send_due()
