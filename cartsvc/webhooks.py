@@ -89,6 +89,10 @@ def check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme.lower() not in SCHEMES:
         raise ValidationError(f"only http and https URLs: not {parts.scheme or 'no scheme'!r}")
+    try:
+        parts.port  # noqa: B018 (raises on a port out of range)
+    except ValueError as exc:
+        raise ValidationError(f"a bad port: {exc}") from exc
     if not parts.hostname:
         raise ValidationError("the URL names no host")
     if parts.username is not None or parts.password is not None:

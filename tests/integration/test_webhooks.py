@@ -143,7 +143,7 @@ def test_a_redirect_is_not_followed(db):
 @pytest.mark.parametrize(
     "url",
     ["ftp://127.0.0.1/hook", "file:///etc/passwd", "gopher://127.0.0.1:70/", "/relative/hook",
-     "http://user:pass@127.0.0.1/hook"],
+     "http://user:pass@127.0.0.1/hook", "http://127.0.0.1:99999/hook", "https:///hook"],
 )  # fmt: skip
 def test_a_url_that_is_not_plain_http_or_https_is_refused(db, url):
     with pytest.raises(ValidationError):
