@@ -127,8 +127,9 @@ test bench: export DJANGO_HTTPS = 0
 test bench: export DJANGO_SECRET_KEY = $(shell python3 -c 'import secrets; print(secrets.token_urlsafe(50))')
 test: venv services chromium nginx redis-sentinel lint
 	DATABASE_URL=$(TEST_DB_URL) REDIS_URL=$(TEST_REDIS_URL) CART_KEY_PREFIX=t$$$$ \
+	  CART_SUBSCRIPTION_NUDGE=0 \
 	  HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -p no:cacheprovider
-	env -u DATABASE_URL -u REDIS_URL CART_VAR_DIR=$$(mktemp -d) \
+	env -u DATABASE_URL -u REDIS_URL CART_VAR_DIR=$$(mktemp -d) CART_SUBSCRIPTION_NUDGE=0 \
 	  HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -p no:cacheprovider -m contract
 
 # The same with fresh random draws and ten times the examples (a failure prints its seed).
@@ -139,6 +140,8 @@ bench: venv services wrk
 	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
 	  $(PY) bench/run.py
 	$(PY) bench/failover_cost.py | tee bench/failover.md
+	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
+	  CART_SUBSCRIPTION_NUDGE=0 $(PY) bench/subscriptions_bench.py | tee bench/subscriptions.md
 
 # Proof under fire (issue 8): a bounded load on several gunicorn workers while a seeded fault
 # schedule runs, then the history checked (bench/chaos/run.py); it starts its own database

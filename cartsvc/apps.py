@@ -1,9 +1,9 @@
-"""App config: registers the system checks and closes a deleted user's carts."""
+"""App config: system checks, a deleted user's carts closed, built-in subscriptions made."""
 
 from typing import Any
 
 from django.apps import AppConfig
-from django.db.models.signals import pre_delete
+from django.db.models.signals import post_migrate, pre_delete
 
 
 def _close_carts_of_deleted_user(sender: Any, instance: Any, **kwargs: Any) -> None:
@@ -25,6 +25,9 @@ class CartsvcConfig(AppConfig):
         from django.contrib.auth import get_user_model
 
         from cartsvc import checks  # noqa: F401 (registers them)
+        from cartsvc.subscriptions import create_builtin
+
+        post_migrate.connect(create_builtin, sender=self, dispatch_uid="cartsvc.subscriptions")
 
         user_model = get_user_model()
         # Django sends pre_delete with the class the deletion was asked of: a proxy of the

@@ -41,6 +41,13 @@ DEFAULTS: dict[str, Any] = {
     "WRITE_RETRIES": 50,
     # Decoded states kept per process, checked against the entry's version on every read.
     "LOCAL_STATES": 4096,
+    # The shop's own event subscribers: name -> handler path (see cartsvc.subscriptions).
+    "SUBSCRIBERS": {},
+    # A subscription whose handler failed this many times in a row on one event stops there.
+    "SUBSCRIPTION_MAX_FAILURES": 10,
+    # After a commit, ask a Celery worker to drain the subscriptions (from a thread: a request
+    # never waits for the broker); False: only the periodic drain of the beat schedule.
+    "SUBSCRIPTION_NUDGE": True,
     # Webhooks (cartsvc.webhooks): the most seconds one POST may take, start to end.
     "WEBHOOK_TIMEOUT": 5.0,
     # Attempts before a delivery is `failed`, and the waits between them: FIRST, then

@@ -65,13 +65,30 @@ def _check_broker() -> dict[str, Any]:
         return {"transport": broker.transport_cls}
 
 
+def _subscriptions_state(errors: tuple[type[BaseException], ...]) -> dict[str, Any]:
+    from cartsvc import subscriptions
+
+    try:
+        stopped = subscriptions.stopped()
+    except errors as exc:
+        log.warning("health probe failed: %r", exc)
+        return {"ok": None, "state": "unknown"}
+    if stopped:
+        # The names only (public): `manage.py cart_subscriptions` shows the event and error.
+        return {"ok": False, "state": "stopped", "stopped": stopped}
+    return {"ok": True, "state": "up"}
+
+
 def health() -> dict[str, Any]:
-    """Probe the database, the cache and the broker now, each with a short timeout.
+    """Probe the database, the cache and the broker now, each with a short timeout, and the
+    event subscriptions.
 
     `status` is "down" when the database can not be reached (nothing works without it),
     "degraded" when the cache or the broker can not (carts still work, more slowly, and
-    sweeps wait), else "ok". Each part: {"ok", "state": "up" | "down" | "not configured",
-    "ms" | "error" (an exception class name), ...}.
+    sweeps wait) or a subscription is stopped at an event its handler fails on, else "ok".
+    Each part: {"ok", "state": "up" | "down" | "not configured", "ms" | "error" (an exception
+    class name), ...}; `subscriptions`: {"ok", "state": "up" | "stopped" | "unknown",
+    "stopped": [names]}.
     """
     from django.conf import settings
     from django.db import Error as DatabaseDriverError
@@ -84,10 +101,20 @@ def health() -> dict[str, Any]:
         broker = _probe(_check_broker, (KombuError, OSError, ImportError))
     else:
         broker = {"ok": None, "state": "not configured"}
+    if database["ok"]:
+        feeds = _subscriptions_state((DatabaseDriverError,))
+    else:
+        feeds = {"ok": None, "state": "unknown"}
     if not database["ok"]:
         status = "down"
-    elif cache["ok"] is False or broker["ok"] is False:
+    elif cache["ok"] is False or broker["ok"] is False or feeds["ok"] is False:
         status = "degraded"
     else:
         status = "ok"
-    return {"status": status, "database": database, "cache": cache, "broker": broker}
+    return {
+        "status": status,
+        "database": database,
+        "cache": cache,
+        "broker": broker,
+        "subscriptions": feeds,
+    }

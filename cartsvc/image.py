@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
+from datetime import datetime
 from functools import partial, wraps
 from typing import Any, ParamSpec, TypeVar
 
@@ -32,7 +33,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from cartsvc import domain as d
-from cartsvc import metrics, store
+from cartsvc import metrics, store, subscriptions
 from cartsvc.backends import base as c
 from cartsvc.backends import open_store
 from cartsvc.conf import conf
@@ -196,6 +197,8 @@ def _keep_ms() -> int:
 # How long a caller waits for another process's reconcile (normally a millisecond or two: one
 # indexed query of an empty table and one script) before it works from the database.
 RECONCILE_WAIT = 0.05
+# Dirty carts whose entries one reconcile script drops at most.
+DROP_SLICE = 1000
 
 
 def reconcile(scope: int = 0) -> bool:
@@ -223,17 +226,7 @@ def reconcile(scope: int = 0) -> bool:
         time.sleep(pause)  # another process is reconciling
         pause = min(pause * 2, 0.016)
     try:
-        with _savepoint_if_nested():
-            marks = store.dirty_marks()
-        # Only this scope's marks: the other scopes' entries are dropped by their own reconcile.
-        marks = [m for m in marks if _store().scope(m[0]) == scope]
-        _guarded(
-            _store().reconcile_end,
-            scope,
-            token,
-            now_ms + _ms(conf.TRUST_LEASE),
-            [m[0] for m in marks],
-        )
+        marks = _drop_dirty_and_lease(scope, token, now_ms + _ms(conf.TRUST_LEASE))
     except (c.CacheUnavailable, DatabaseError) as exc:
         log.warning("reconcile failed: %s", exc)
         _give_up_reconcile(scope, token)
@@ -252,6 +245,23 @@ def reconcile(scope: int = 0) -> bool:
             log.info("reconciled %d carts written while the cache was unreachable", len(marks))
     metrics.inc("lease_grants")
     return True
+
+
+def _drop_dirty_and_lease(
+    scope: int, token: str, lease_until_ms: int
+) -> list[tuple[str, datetime]]:
+    """Drop the entries of the scope's dirty carts, then grant its lease; the marks applied."""
+    with _savepoint_if_nested():
+        # Every mark (normally none), but only this scope's: the other scopes' entries are
+        # dropped by their own reconcile.
+        marks = [m for m in store.dirty_marks() if _store().scope(m[0]) == scope]
+    ids = [m[0] for m in marks]
+    # The entries go in slices (a bounded script each); the lease comes with the last.
+    slices = [ids[at : at + DROP_SLICE] for at in range(0, len(ids), DROP_SLICE)] or [[]]
+    for number, part in enumerate(slices, start=1):
+        until = lease_until_ms if number == len(slices) else 0
+        _guarded(_store().reconcile_end, scope, token, until, part)
+    return marks
 
 
 def _savepoint_if_nested() -> contextlib.AbstractContextManager[object]:
@@ -489,6 +499,7 @@ def _publish(
     after_commit: Callable[[dict[str, d.Cart]], None] | None,
 ) -> None:
     """After the commit: publish the states and release the locks, then answer."""
+    subscriptions.nudge_after_commit()
     locks.settle("set", states)
     if locks.dirty:
         # Wait out any lease granted before our dirty mark was visible.

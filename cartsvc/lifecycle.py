@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from cartsvc import image, metrics, service, store
 from cartsvc.conf import conf
-from cartsvc.domain import DomainError
+from cartsvc.domain import CartExpired, DomainError
 from cartsvc.signals import cart_abandoned
+from cartsvc.subscriptions import Delivered
 
 log = logging.getLogger("cartsvc.lifecycle")
 
@@ -80,7 +81,8 @@ def passivate_idle(
 
 
 def expire_abandoned(now: datetime | None = None, batch: int = 500) -> int:
-    """Expire open carts untouched for ABANDON_AFTER; sends `cart_abandoned` for each."""
+    """Expire open carts untouched for ABANDON_AFTER (the `cartsvc.abandoned` subscription
+    then sends `cart_abandoned` for each)."""
     now = now or timezone.now()
     idle_since = now - timedelta(seconds=conf.ABANDON_AFTER)
     cutoff_ms = _now_ms(idle_since)
@@ -102,10 +104,9 @@ def expire_abandoned(now: datetime | None = None, batch: int = 500) -> int:
             except DomainError as exc:
                 log.warning("could not expire cart %s: %s", cart_id, exc)
                 continue
-            for cart in done:
+            for _cart in done:
                 expired += 1
                 metrics.inc("expirations")
-                cart_abandoned.send(sender=expire_abandoned, cart=cart)
         if len(ids) < batch:
             break
     return expired
@@ -121,3 +122,15 @@ def sweep(now: datetime | None = None) -> SweepResult:
     result.keys_purged = store.purge_idempotency_keys(now - IDEMPOTENCY_KEEP)
     result.seconds = time.monotonic() - started
     return result
+
+
+def announce_abandoned(events: list[Delivered]) -> None:
+    """The `cartsvc.abandoned` subscription: `cart_abandoned` once per expired cart. Sent in
+    the drain's transaction, so a receiver that writes to the database (queues an e-mail, say)
+    commits exactly once with the checkpoint, even if a process dies on the way."""
+    for event in events:
+        if event.type != CartExpired.type:
+            continue
+        cart = store.load(event.cart_id)
+        if cart is not None:
+            cart_abandoned.send(sender=expire_abandoned, cart=cart)

@@ -105,6 +105,25 @@ DECLARED: dict[str, tuple[str, str, tuple[str, ...], tuple[tuple[str, ...], ...]
         (),
         (),
     ),
+    "subscription_deliveries": (
+        "counter",
+        "Events handed to a subscription's handler (and checkpointed), by subscription.",
+        ("subscription",),
+        (),
+    ),
+    "subscription_failures": (
+        "counter",
+        "Times a subscription's handler raised (the event is retried, or the subscription "
+        "stops), by subscription.",
+        ("subscription",),
+        (),
+    ),
+    "subscription_nudge_errors": (
+        "counter",
+        "Nudges to drain subscriptions the broker did not take (the periodic drain delivers).",
+        (),
+        (),
+    ),
     "webhook_deliveries": (
         "counter",
         "Webhook POST attempts, by outcome (delivered, retried, failed).",
@@ -202,20 +221,27 @@ def reset() -> None:
 # Gauges asked at each scrape: name -> (help, what gives the value now: None for no sample).
 # The module that can answer registers its gauge (the image: carts_in_memory), so this
 # module imports nothing of the app and everything may import it.
-_gauges: dict[str, tuple[str, Callable[[], float | None]]] = {}
+GaugeValue = float | dict[str, float] | None
+_gauges: dict[str, tuple[str, Callable[[], GaugeValue], str | None]] = {}
 
 
-def gauge(name: str, help_text: str, read: Callable[[], float | None]) -> None:
+def gauge(
+    name: str, help_text: str, read: Callable[[], GaugeValue], label: str | None = None
+) -> None:
     """Export `cartimage_<name>`, a gauge whose value `read()` gives at each scrape (no
-    sample when it returns None). Registering a name again replaces it."""
-    _gauges[name] = (help_text, read)
+    sample when it returns None; with `label`, one sample per key of the dict it returns).
+    Registering a name again replaces it."""
+    _gauges[name] = (help_text, read, label)
 
 
 def _gauge(name: str) -> Metric:
-    help_text, read = _gauges[name]
-    family = GaugeMetricFamily(PREFIX + name, help_text)
+    help_text, read, label = _gauges[name]
+    family = GaugeMetricFamily(PREFIX + name, help_text, labels=[label] if label else None)
     value = read()
-    if value is not None:
+    if isinstance(value, dict):
+        for key, each in sorted(value.items()):
+            family.add_metric([key], each)
+    elif value is not None:
         family.add_metric([], value)
     return family
 

@@ -60,12 +60,18 @@ class CartEvent(models.Model):
     data = models.JSONField()
     command_id = models.CharField(max_length=64, null=True, blank=True)
     recorded_at = models.DateTimeField()
+    # The event's place in the one order subscribers read (with id): set by the database, on
+    # PostgreSQL by a trigger (migration 0005, see cartsvc.subscriptions); 0 on SQLite.
+    position = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["cart", "version"], name="cartevent_unique_version")
         ]
-        indexes = [models.Index(fields=["cart", "command_id"])]
+        indexes = [
+            models.Index(fields=["cart", "command_id"]),
+            models.Index(fields=["position", "id"], name="cartevent_position"),
+        ]
         ordering = ["cart", "version"]
 
     def __str__(self) -> str:
@@ -86,6 +92,26 @@ class CartSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cart_id} snapshot v{self.version}"
+
+
+class Subscription(models.Model):
+    """A named subscriber's durable checkpoint: the last event it was handed, by (position,
+    id), and why it stopped if it did. Written only by `cartsvc.subscriptions` (via store)."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    position = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    stopped = models.BooleanField(default=False)
+    failures = models.PositiveIntegerField(default=0)
+    failing_event_id = models.BigIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    retry_at = models.DateTimeField(null=True, blank=True)
+    delivered = models.BigIntegerField(default=0)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"subscription {self.name} at ({self.position}, {self.last_id})"
 
 
 class CartCacheDirty(models.Model):

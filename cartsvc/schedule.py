@@ -9,11 +9,12 @@ def beat_schedule(
     passivate_every: float = 60,
     abandon_every: float = 300,
     full_sweep_every: float = 3600,
+    drain_every: float = 5,
     webhooks_every: float = 10,
 ) -> dict[str, dict[str, Any]]:
-    """The periodic sweeps and the webhook sender, each expiring after one interval: a tick
-    not run by its next one is dropped, so a worker back after an outage runs one sweep, not a
-    backlog.
+    """The periodic sweeps, the subscriptions' drain and the webhook sender, each expiring
+    after one interval: a tick not run by its next one is dropped, so a worker back after an
+    outage runs one sweep, not a backlog.
 
     `CELERY_BEAT_SCHEDULE = {**beat_schedule(), **your_own}` in the host's settings."""
     return {
@@ -26,6 +27,13 @@ def beat_schedule(
             "task": "cartsvc.tasks.expire_abandoned_carts",
             "schedule": abandon_every,
             "options": {"expires": abandon_every},
+        },
+        # Event subscriptions: what the nudge after each commit did not already deliver
+        # (a broker that was down, a worker that was busy).
+        "cart-subscriptions": {
+            "task": "cartsvc.tasks.drain_subscriptions",
+            "schedule": drain_every,
+            "options": {"expires": drain_every},
         },
         # Everything, including the purge of old Idempotency-Keys.
         "cart-full-sweep": {

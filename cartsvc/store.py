@@ -38,6 +38,7 @@ from cartsvc.models import (
     CartLine,
     CartSnapshot,
     IdempotencyKey,
+    Subscription,
 )
 
 log = logging.getLogger("cartsvc.store")
@@ -252,9 +253,12 @@ def find_open_cart(owner_id: int) -> str | None:
 # ---------------------------------------------------------------- dirty list
 
 
-def dirty_marks(limit: int = 10_000) -> list[tuple[str, datetime]]:
+def dirty_marks() -> list[tuple[str, datetime]]:
+    """Every mark (normally none or a few: carts written while the cache was unreachable).
+    All of them: a reconcile that dropped only some entries and granted the lease would let
+    the others be served."""
     rows = CartCacheDirty.objects.order_by("marked_at").values_list("cart_id", "marked_at")
-    return [(str(cart_id), marked_at) for cart_id, marked_at in rows[:limit]]
+    return [(str(cart_id), marked_at) for cart_id, marked_at in rows.iterator(chunk_size=5000)]
 
 
 def clear_dirty(marks: list[tuple[str, datetime]]) -> None:
@@ -854,3 +858,128 @@ def count_active(since: datetime | None) -> int:
     if since is not None:
         rows = rows.filter(last_activity_at__gte=since)
     return rows.count()
+
+
+# ---------------------------------------------------------------- subscriptions
+# The order and the horizon subscribers read in: see cartsvc.subscriptions and migration 0005.
+
+_EVENTS_AFTER = (
+    "SELECT * FROM cartsvc_cartevent WHERE (position, id) > (%s, %s){horizon}"
+    " ORDER BY position, id LIMIT %s"
+)
+# The horizon: the oldest transaction still running in this database (or, if none, the next
+# transaction id); no transaction can commit an event below it any more. Not
+# pg_snapshot_xmin: that counts every database of the server, and a long transaction of
+# another application would hold every subscription back. (pg_stat_activity gives the 32-bit
+# id of each of this database's transactions; the snapshot's list, their 64-bit ids.)
+_PG_HORIZON_VALUE = (
+    "(SELECT COALESCE(MIN(x::text::bigint), MAX(pg_snapshot_xmax(s)::text::bigint))"
+    " FROM pg_current_snapshot() AS s LEFT JOIN LATERAL pg_snapshot_xip(s) AS x"
+    " ON mod(x::text::bigint, 4294967296) IN (SELECT backend_xid::text::bigint"
+    " FROM pg_stat_activity WHERE datname = current_database() AND backend_xid IS NOT NULL))"
+)
+_PG_HORIZON = f" AND position < {_PG_HORIZON_VALUE}"
+
+
+def events_after(position: int, last_id: int, limit: int) -> list[CartEvent]:
+    """Committed events after (position, last_id), in subscriber order, at most `limit`."""
+    horizon = _PG_HORIZON if connection.vendor == "postgresql" else ""
+    sql = _EVENTS_AFTER.format(horizon=horizon)
+    return list(CartEvent.objects.raw(sql, [position, last_id, limit]))
+
+
+def subscription_start(now_or_beginning: str) -> tuple[int, int]:
+    """The checkpoint of a new subscription: before every event, or before what commits from
+    now on."""
+    if now_or_beginning == "beginning":
+        return -1, 0
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"SELECT {_PG_HORIZON_VALUE}")
+            return int(cursor.fetchone()[0]), 0
+        cursor.execute("SELECT COALESCE(MAX(id), 0) FROM cartsvc_cartevent")
+        return 0, int(cursor.fetchone()[0])
+
+
+def ensure_subscription(name: str, start: str, now: datetime) -> None:
+    """Create the subscription's checkpoint if it has none (concurrent callers: one wins)."""
+    if Subscription.objects.filter(name=name).exists():
+        return
+    position, last_id = subscription_start(start)
+    Subscription.objects.bulk_create(
+        [Subscription(name=name, position=position, last_id=last_id, created_at=now)],
+        ignore_conflicts=True,
+    )
+
+
+def lock_subscription(name: str, wait: bool = False) -> Subscription | None:
+    """In the caller's transaction: the subscription's row, locked until it ends; None when
+    another drain holds it (two drains never hand out the same batch; with `wait`, wait for
+    it) or it does not exist."""
+    rows = Subscription.objects.select_for_update(skip_locked=not wait)
+    return rows.filter(name=name).first()
+
+
+def subscription_advanced(sub: Subscription, last: CartEvent, count: int, now: datetime) -> None:
+    """The checkpoint moves past `last`; a failure streak ends."""
+    sub.position, sub.last_id = last.position, last.id
+    sub.delivered += count
+    sub.delivered_at = now
+    sub.failures, sub.failing_event_id, sub.retry_at, sub.last_error = 0, None, None, ""
+    sub.save()
+
+
+def subscription_failed(
+    sub: Subscription, event_id: int, error: str, retry_at: datetime, stop: bool
+) -> None:
+    """The handler raised on `event_id`: retry after `retry_at`, or stop there."""
+    sub.failures += 1
+    sub.failing_event_id = event_id
+    sub.last_error = error
+    sub.retry_at = retry_at
+    sub.stopped = stop
+    sub.save()
+
+
+def subscription_moved(name: str, position: int, last_id: int) -> bool:
+    """Set the checkpoint (a reset), and run again: False when there is no such subscription."""
+    return bool(
+        Subscription.objects.filter(name=name).update(
+            position=position,
+            last_id=last_id,
+            stopped=False,
+            failures=0,
+            failing_event_id=None,
+            retry_at=None,
+            last_error="",
+        )
+    )
+
+
+def subscription_resumed(name: str) -> bool:
+    """A stopped subscription runs again from the event it stopped at."""
+    return bool(
+        Subscription.objects.filter(name=name).update(stopped=False, retry_at=None, failures=0)
+    )
+
+
+def subscriptions() -> list[Subscription]:
+    return list(Subscription.objects.order_by("name"))
+
+
+def events_behind(position: int, last_id: int) -> tuple[int, datetime | None]:
+    """How many events a checkpoint is behind, and when the oldest of them was recorded."""
+    behind = CartEvent.objects.raw(
+        "SELECT id, recorded_at FROM cartsvc_cartevent WHERE (position, id) > (%s, %s)"
+        " ORDER BY position, id LIMIT 1",
+        [position, last_id],
+    )
+    oldest = next(iter(behind), None)
+    if oldest is None:
+        return 0, None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM cartsvc_cartevent WHERE (position, id) > (%s, %s)",
+            [position, last_id],
+        )
+        return int(cursor.fetchone()[0]), oldest.recorded_at

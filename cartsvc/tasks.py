@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from cartsvc import lifecycle, webhooks
+from cartsvc import lifecycle, subscriptions, webhooks
 
 
 @shared_task(name="cartsvc.tasks.passivate_idle_carts", ignore_result=True)
@@ -31,6 +31,12 @@ def sweep_carts() -> dict[str, int | float]:
         "keys_purged": result.keys_purged,
         "seconds": round(result.seconds, 3),
     }
+
+
+@shared_task(name="cartsvc.tasks.drain_subscriptions", ignore_result=True)
+def drain_subscriptions() -> dict[str, int]:
+    """Hand every subscription the events committed since its checkpoint (see subscriptions)."""
+    return subscriptions.drain()
 
 
 @shared_task(name="cartsvc.tasks.send_webhooks", ignore_result=True)

@@ -166,6 +166,9 @@ CARTIMAGE = {
     "KEY_PREFIX": os.environ.get("CART_KEY_PREFIX", "ci"),
     "REDIS_URL": REDIS_URL if REDIS_TOPOLOGY else None,
     "CATALOG": "carts.catalog.DemoCatalog",
+    # 0: no nudge to a worker after each commit, only the periodic drain (the test suite: its
+    # own tests drain, and a worker of another test must not do it behind their back).
+    "SUBSCRIPTION_NUDGE": os.environ.get("CART_SUBSCRIPTION_NUDGE", "1") != "0",
 }
 
 # ------------------------------------------------------------------ celery (config/celery.py)
@@ -228,8 +231,10 @@ CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
 CART_SWEEP_EVERY = float(os.environ.get("CART_SWEEP_EVERY", "60"))
 CART_ABANDON_SWEEP_EVERY = float(os.environ.get("CART_ABANDON_SWEEP_EVERY", "300"))
 CART_FULL_SWEEP_EVERY = float(os.environ.get("CART_FULL_SWEEP_EVERY", "3600"))
+# Event subscriptions: drained after each commit (a nudge) and at least this often.
+CART_DRAIN_EVERY = float(os.environ.get("CART_DRAIN_EVERY", "5"))
 CELERY_BEAT_SCHEDULE = beat_schedule(
-    CART_SWEEP_EVERY, CART_ABANDON_SWEEP_EVERY, CART_FULL_SWEEP_EVERY
+    CART_SWEEP_EVERY, CART_ABANDON_SWEEP_EVERY, CART_FULL_SWEEP_EVERY, CART_DRAIN_EVERY
 )
 
 # ------------------------------------------------------------------ misc

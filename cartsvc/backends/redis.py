@@ -187,24 +187,15 @@ class RedisStore:
             raise CacheUnavailable(str(exc)) from exc
 
     def _pipelined(self, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
-        """Run (method name, *args) commands in one pipeline (one round trip per node on a
-        Cluster); a script the server does not know is loaded and the pipeline run again."""
-        commands = list(commands)
-        for _attempt in range(2):
-            try:
-                pipe = self.client.pipeline(transaction=False)
-                for method, *args in commands:
-                    getattr(pipe, method)(*args)
-                return pipe.execute()
-            except NoScriptError:
-                try:
-                    for script in self._scripts.values():
-                        self.client.script_load(script.source)
-                except _ERRORS as exc:
-                    raise CacheUnavailable(str(exc)) from exc
-            except _ERRORS as exc:
-                raise CacheUnavailable(str(exc)) from exc
-        raise CacheUnavailable("scripts could not be loaded")
+        """Run (method name, *args) commands (no scripts: a Cluster pipeline runs none) in
+        one pipeline, one round trip per node on a Cluster."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for method, *args in commands:
+                getattr(pipe, method)(*args)
+            return pipe.execute()
+        except _ERRORS as exc:
+            raise CacheUnavailable(str(exc)) from exc
 
     def _by_bucket(self, cart_ids: Iterable[str]) -> dict[int, list[str]]:
         groups: dict[int, list[str]] = {}
@@ -329,11 +320,16 @@ class RedisStore:
         if info is not None:
             return [_primary_epoch(info)] * len(keys)
         try:
-            infos = self.client.info("replication", target_nodes=RedisCluster.PRIMARIES)
-            nodes = [self.client.get_node_from_key(key).name for key in keys]
+            nodes = [self.client.get_node_from_key(key) for key in keys]
+            # Asked of one node at a time: redis-py answers a single node's INFO as is, and
+            # only the nodes holding these carts are asked.
+            epochs = {
+                node.name: _primary_epoch(self.client.info("replication", target_nodes=node))
+                for node in {node.name: node for node in nodes}.values()
+            }
         except _ERRORS as exc:
             raise CacheUnavailable(str(exc)) from exc
-        return [_primary_epoch(infos[node]) for node in nodes]
+        return [epochs[node.name] for node in nodes]
 
     def _entries(self, cart_ids: list[str], payload: bool) -> list[tuple[int, bytes] | None]:
         """Per cart, the (version, payload) a read would serve now, or None; in one round

@@ -11,7 +11,12 @@ from cartsvc.models import Cart as CartRow
 from cartsvc.models import CartEvent, CartSnapshot
 from cartsvc.service import Cart
 from cartsvc.signals import cart_abandoned
-from cartsvc.tasks import expire_abandoned_carts, passivate_idle_carts, sweep_carts
+from cartsvc.tasks import (
+    drain_subscriptions,
+    expire_abandoned_carts,
+    passivate_idle_carts,
+    sweep_carts,
+)
 from config.celery import app
 from tests.clock import shift_clock
 from tests.factories import make_cart
@@ -21,6 +26,7 @@ pytestmark = pytest.mark.django_db
 TASKS = {
     "cartsvc.tasks.passivate_idle_carts",
     "cartsvc.tasks.expire_abandoned_carts",
+    "cartsvc.tasks.drain_subscriptions",
     "cartsvc.tasks.sweep_carts",
     "cartsvc.tasks.send_webhooks",
 }
@@ -63,6 +69,8 @@ def test_abandonment_delivered_twice_expires_once(abandoned_and_idle, abandoned_
     abandoned, idle = abandoned_and_idle
     assert expire_abandoned_carts.apply().get() == {"expired": 1}
     assert expire_abandoned_carts.apply().get() == {"expired": 0}
+    assert drain_subscriptions.apply().get()["cartsvc.abandoned"] == 1
+    assert drain_subscriptions.apply().get()["cartsvc.abandoned"] == 0
     assert abandoned_signals == [abandoned.id]
     types = list(CartEvent.objects.filter(cart_id=abandoned.id).values_list("type", flat=True))
     assert types.count("cart_expired") == 1
@@ -75,6 +83,8 @@ def test_the_full_sweep_delivered_twice_does_its_work_once(abandoned_and_idle, a
     assert (first["passivated"], first["snapshots"], first["expired"]) == (1, 1, 1)
     again = sweep_carts.apply().get()
     assert again["expired"] == 0
+    drain_subscriptions.apply().get()
+    drain_subscriptions.apply().get()
     assert abandoned_signals == [abandoned.id]
     assert CartEvent.objects.filter(cart_id=abandoned.id, type="cart_expired").count() == 1
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
 from cartsvc import image, metrics, service
 from cartsvc.backends import base as c
 from tests.factories import make_cart
-from tests.faults.conftest import OwnRedis, serve_image_from
+from tests.faults.conftest import OwnRedis, image_on_own_redis, serve_image_from
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,5 +103,46 @@ def test_a_replica_serves_nothing(products, settings):
     finally:
         replica.stop()
         primary.stop()
+        image._stores.clear()
+        image.breaker.reset()
+
+
+def test_a_primary_short_of_its_replicas_serves_nothing(products, settings):
+    # min-replicas-to-write, as the README asks of a replicated Redis: a primary cut off from
+    # its replicas refuses the scripts, reads included (NOREPLICAS), so it can not serve
+    # what a promoted replica has since moved past.
+    with image_on_own_redis(settings) as server:
+        cart = make_cart({"SKU-1": 1})
+        store = image.image_store()
+        store.client.config_set("min-replicas-to-write", 1)  # and there is no replica
+        image.breaker.reset()
+        errors, hits = metrics.value("redis_errors"), metrics.value("cache_hits")
+        assert service.get_cart(cart.id) == cart  # read within the second: writes nothing
+        assert metrics.value("cache_hits") == hits
+        assert metrics.value("redis_errors") == errors + 1
+        assert server.process is not None
+
+
+def test_a_cluster_of_one_primary_answers_the_page_read(products, settings, tmp_path):
+    node = OwnRedis(
+        "--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf")
+    )
+    node.start()
+    try:
+        admin = redis.Redis(port=node.port)
+        admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        deadline = time.monotonic() + 10
+        while admin.cluster("info")["cluster_state"] != "ok":
+            assert time.monotonic() < deadline, "the one-node cluster did not come up"
+            time.sleep(0.05)
+        url = f"redis+cluster://127.0.0.1:{node.port}"
+        settings.CARTIMAGE = {**settings.CARTIMAGE, "BACKEND": "redis", "REDIS_URL": url}
+        image._stores.clear()
+        image.breaker.reset()
+        cart = make_cart({"SKU-1": 1})
+        assert image.peek([cart.id])[cart.id] == cart
+        assert image.in_memory([cart.id]) == {cart.id}
+    finally:
+        node.stop()
         image._stores.clear()
         image.breaker.reset()

@@ -4,6 +4,7 @@ number of round trips, then use the database; a failed reconcile releases its lo
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from django.db import OperationalError
@@ -90,3 +91,42 @@ def test_a_reconciler_killed_midway_holds_its_lock_at_most_one_lease(products, c
     from cartsvc.conf import conf
 
     assert seen and 0 < seen[0] <= conf.TRUST_LEASE * 1000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reconcile_drops_every_dirty_entry_before_it_grants_the_lease(monkeypatch, needs_redis):
+    # More marks than one script drops: every slice goes before the lease (it came with a
+    # cap of 10,000 marks before, and the entries beyond it were served under a new lease).
+    from django.utils import timezone
+
+    from cartsvc.models import CartCacheDirty
+
+    monkeypatch.setattr(image, "DROP_SLICE", 40)
+    store = image.image_store()
+    begun = store.reconcile_begin(0, "setup", 1000)
+    store.reconcile_end(0, "setup", begun.now_ms + 60_000, [])
+    ids = [str(uuid.uuid4()) for _ in range(130)]
+    for cart_id in ids:
+        claim = store.read(cart_id, "t", 2000, 60_000, "")
+        assert store.fill(cart_id, claim.gen, "t", 1, b"{}", 60_000)
+    assert len(store.present(ids)) == 130
+    now = timezone.now()
+    CartCacheDirty.objects.bulk_create(CartCacheDirty(cart_id=i, marked_at=now) for i in ids)
+    store.client.delete(store.lease_key)
+    calls = []
+    end = store.reconcile_end
+
+    def recorded(scope, token, until, drop_ids):
+        calls.append((until, list(drop_ids), bool(store.client.exists(store.lease_key))))
+        end(scope, token, until, drop_ids)
+
+    monkeypatch.setattr(store, "reconcile_end", recorded)
+    assert image.reconcile(0)
+    assert [len(dropped) for _until, dropped, _leased in calls] == [40, 40, 40, 10]
+    assert sorted(i for _until, dropped, _leased in calls for i in dropped) == sorted(ids)
+    # No lease until the last slice: every entry is gone before one is trusted again.
+    assert [until > 0 for until, _d, _l in calls] == [False, False, False, True]
+    assert not any(leased for _u, _d, leased in calls)
+    assert store.present(ids) == []
+    assert store.client.exists(store.lease_key)
+    assert not CartCacheDirty.objects.exists()

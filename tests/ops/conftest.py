@@ -37,7 +37,7 @@ class Scrape:
 
 
 @pytest.fixture
-def scrape(client):
+def scrape(client, db):  # /metrics reads the subscriptions' lag from the database
     def scrape() -> Scrape:
         response = client.get("/metrics")
         assert response.status_code == 200

@@ -333,13 +333,3 @@ def test_the_admin_page_reads_memory_of_every_shard(topology, products, admin_cl
     assert response.status_code == 200
     shown = {str(cart.pk): cart.in_memory_now for cart in response.context["cl"].result_list}
     assert shown == {cart_id: cart_id not in evicted for cart_id in ids}
-
-
-@pytest.mark.django_db
-def test_the_page_read_loads_the_scripts_a_new_primary_lacks(on_cluster, products):
-    # A promoted replica has no scripts (Redis does not replicate its script cache).
-    ids = open_spread_carts(on_cluster)
-    for node in on_cluster.primaries():
-        node.client.execute_command("SCRIPT", "FLUSH")
-    assert sorted(image.peek(ids)) == ids
-    assert operations.in_memory(ids) == set(ids)

@@ -14,7 +14,9 @@ if h[1] and h[4] ~= epoch then  -- or stamped under another primary
   redis.call('DEL', KEYS[2])
   h[1] = false
 end
-redis.call('HSET', KEYS[1], 'm', ARGV[1], 'mx', now + tonumber(ARGV[2]), 'g', ARGV[1])
+-- `me`: the lock's epoch (a lock taken under another primary publishes nothing, see settle)
+redis.call('HSET', KEYS[1], 'm', ARGV[1], 'mx', now + tonumber(ARGV[2]), 'me', epoch,
+           'g', ARGV[1], 'ge', epoch)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if h[1] and h[1] == ARGV[4] then return {@ACQUIRED_SAME} end
 if h[1] then

@@ -12,9 +12,9 @@ for i = 2, #KEYS, 2 do
   else
     if h[2] or (h[1] and h[4] ~= epoch) then
       -- a dead writer's lock, or an entry stamped under another primary: not trusted
-      redis.call('HDEL', ctl, 'v', 'm', 'mx')
+      redis.call('HDEL', ctl, 'v', 'm', 'mx', 'me')
       redis.call('DEL', data)
-      if h[2] then redis.call('HSET', ctl, 'g', ARGV[1] .. ':' .. position) end
+      if h[2] then redis.call('HSET', ctl, 'g', ARGV[1] .. ':' .. position, 'ge', epoch) end
       h[1] = false
     end
     if h[1] then

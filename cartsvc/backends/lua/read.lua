@@ -3,9 +3,9 @@ if redis.call('EXISTS', KEYS[3]) == 0 then return {@NO_LEASE} end
 local h = redis.call('HMGET', KEYS[1], 'v', 'm', 'mx', 's', 'e')
 if h[2] then
   if tonumber(h[3]) > now then return {@BUSY} end
-  redis.call('HDEL', KEYS[1], 'v', 'm', 'mx')
+  redis.call('HDEL', KEYS[1], 'v', 'm', 'mx', 'me')
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'g', ARGV[2])
+  redis.call('HSET', KEYS[1], 'g', ARGV[2], 'ge', epoch)
   h[1] = false
 end
 if h[1] and h[5] ~= epoch then
