@@ -91,7 +91,10 @@ class Subscriber:
 
 # The app's own subscribers, always on. Their checkpoints are made when the app's tables are
 # migrated (`create_builtin`), so an upgraded shop does not get its history announced.
-BUILTIN = (Subscriber("cartsvc.abandoned", "cartsvc.lifecycle.announce_abandoned", "now"),)
+BUILTIN = (
+    Subscriber("cartsvc.abandoned", "cartsvc.lifecycle.announce_abandoned", "now"),
+    Subscriber("cartsvc.webhooks", "cartsvc.webhooks.handle", "now"),
+)
 
 
 def create_builtin(**kwargs: Any) -> None:

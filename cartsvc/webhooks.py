@@ -9,8 +9,9 @@
 # deliveries that are due. A delivery is claimed in a short transaction (SELECT ... FOR UPDATE
 # SKIP LOCKED, then its next attempt moved a lease ahead), sent with no transaction open, and
 # its outcome recorded in another short one. No transaction is held across the network on
-# purpose: an open transaction holds back pg_snapshot_xmin, the subscriptions' high-water mark,
-# so a slow receiver would stall every subscriber. Two senders never send one delivery at once
+# purpose: a transaction open (and holding a transaction id, as a claim does) holds back the
+# subscriptions' horizon, the oldest such transaction in the database (cartsvc.store), so a slow
+# receiver would stall every subscriber. Two senders never send one delivery at once
 # (the row lock while claiming, then the lease); a sender that dies after claiming leaves the
 # delivery to be sent again once the lease is over (at least once; the delivery id is the same,
 # receivers deduplicate by it).
@@ -40,7 +41,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
@@ -52,6 +53,7 @@ from cartsvc import events as codec
 from cartsvc import metrics
 from cartsvc.conf import conf
 from cartsvc.models import WebhookDelivery, WebhookEndpoint
+from cartsvc.subscriptions import Delivered
 
 log = logging.getLogger("cartsvc.webhooks")
 
@@ -59,25 +61,6 @@ SCHEMES = ("http", "https")
 USER_AGENT = "cartimage-webhooks/1"
 # How much of a failed answer's body is kept as its error (enough to recognise it).
 ERROR_SAMPLE = 300
-
-
-class Event(Protocol):
-    """What the handler reads of each event it is handed (cartsvc.subscriptions.Delivered)."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def cart_id(self) -> str: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def schema(self) -> int: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
-    @property
-    def recorded_at(self) -> datetime: ...
 
 
 # ---------------------------------------------------------------- endpoints
@@ -141,7 +124,7 @@ def create_endpoint(
 # ---------------------------------------------------------------- the handler
 
 
-def payload_of(event: Event) -> dict[str, Any]:
+def payload_of(event: Delivered) -> dict[str, Any]:
     """The body's fields for `event` (the delivery id is added when it is sent); its data in
     the type's current schema, whatever schema it was stored in."""
     current = d.EVENT_TYPES[event.type].schema if event.type in d.EVENT_TYPES else event.schema
@@ -156,7 +139,7 @@ def payload_of(event: Event) -> dict[str, Any]:
     }
 
 
-def handle(events: Sequence[Event]) -> None:
+def handle(events: Sequence[Delivered]) -> None:
     """The subscription handler: a pending delivery for every active endpoint that wants
     the event (its types, and recorded since the endpoint was created: a replay of the log
     does not send a new endpoint the shop's whole history). Idempotent."""

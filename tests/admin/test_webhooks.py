@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from cartsvc import service, webhooks
 from cartsvc.models import WebhookDelivery, WebhookEndpoint
-from tests.integration.test_webhooks import log_of
+from tests.integration.test_webhooks import deliver
 
 pytestmark = pytest.mark.django_db
 
@@ -54,10 +54,11 @@ def test_the_form_refuses_a_url_that_is_not_http(staff_client, url):
     assert not WebhookEndpoint.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)  # drained: its events must be committed
 def test_deliveries_are_listed_read_only_and_failed_ones_can_be_retried_now(staff_client):
     endpoint = webhooks.create_endpoint("https://crm.example/hook")
     cart = service.open_cart()
-    webhooks.handle(log_of(cart.id))
+    deliver(cart.id)
     # A URL changed by hand in SQL: refused when sent, so the delivery fails at once.
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(url="file:///x")
     assert webhooks.send_due()["failed"] == 1

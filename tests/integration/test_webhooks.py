@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,45 +12,27 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from cartsvc import metrics, service, webhooks
+from cartsvc import metrics, service, subscriptions, webhooks
 from cartsvc.models import CartEvent, WebhookDelivery, WebhookEndpoint
+from cartsvc.subscriptions import Delivered
 from tests.factories import make_cart
 from tests.webhook_receiver import Receiver, receiving, verify
 
 pytestmark = pytest.mark.django_db
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """What cartsvc.subscriptions hands a handler (the contract's fields)."""
-
-    id: int
-    position: int
-    cart_id: str
-    version: int
-    type: str
-    schema: int
-    data: dict[str, Any]
-    command_id: str | None
-    recorded_at: datetime
+# The tests that drain the subscription: the events it is handed must be committed.
+committed = pytest.mark.django_db(transaction=True)
 
 
 def log_of(*cart_ids: str) -> list[Delivered]:
-    """The carts' events as the subscription delivers them, in version order."""
+    """The carts' events as a subscription is handed them, in version order."""
     rows = CartEvent.objects.filter(cart_id__in=cart_ids).order_by("cart_id", "version")
-    return [
-        Delivered(
-            e.id, 0, str(e.cart_id), e.version, e.type, e.schema, e.data, e.command_id,
-            e.recorded_at,
-        )
-        for e in rows
-    ]  # fmt: skip
+    return [Delivered.of(row) for row in rows]
 
 
 def deliver(*cart_ids: str) -> list[Delivered]:
-    """Hand the carts' events to the webhooks handler, as the drain does."""
+    """Drain the webhooks' subscription (what the Celery worker does); the carts' events."""
     events = log_of(*cart_ids)
-    webhooks.handle(events)
+    assert subscriptions.drain("cartsvc.webhooks") == {"cartsvc.webhooks": len(events)}
     return events
 
 
@@ -59,6 +40,7 @@ def bodies(receiver: Receiver) -> list[dict[str, Any]]:
     return [json.loads(request.body) for request in receiver.requests]
 
 
+@committed
 def test_every_matching_event_arrives_with_a_valid_signature(products):
     with receiving(Receiver()) as receiver:
         endpoint = webhooks.create_endpoint(receiver.url)
@@ -87,6 +69,7 @@ def test_every_matching_event_arrives_with_a_valid_signature(products):
     assert webhooks.send_due() == {"delivered": 0, "retried": 0, "failed": 0}
 
 
+@committed
 def test_a_receiver_failing_twice_gets_the_event_after_retries_with_the_same_delivery_id(db):
     with receiving(Receiver(answers=[500, 500])) as receiver:
         webhooks.create_endpoint(receiver.url)
@@ -109,6 +92,7 @@ def test_a_receiver_failing_twice_gets_the_event_after_retries_with_the_same_del
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 3, 200)
 
 
+@committed
 def test_after_the_last_attempt_a_delivery_is_failed_and_retry_now_sends_it_again(db, settings):
     settings.CARTIMAGE = {**settings.CARTIMAGE, "WEBHOOK_MAX_ATTEMPTS": 2}
     with receiving(Receiver(answers=[503, 503])) as receiver:
@@ -128,6 +112,7 @@ def test_after_the_last_attempt_a_delivery_is_failed_and_retry_now_sends_it_agai
     assert WebhookDelivery.objects.get().status == "delivered"
 
 
+@committed
 def test_a_redirect_is_not_followed(db):
     with receiving(Receiver(answers=[302])) as receiver:
         webhooks.create_endpoint(receiver.url)
@@ -151,6 +136,7 @@ def test_a_url_that_is_not_plain_http_or_https_is_refused(db, url):
     assert not WebhookEndpoint.objects.exists()
 
 
+@committed
 def test_a_non_http_url_is_refused_at_send_time_too(db):
     """A row changed behind the service's back (by hand in SQL, say) is still not sent."""
     with receiving(Receiver()) as receiver:
@@ -163,6 +149,7 @@ def test_a_non_http_url_is_refused_at_send_time_too(db):
     assert delivery.status == "failed" and delivery.last_error.startswith("refused")
 
 
+@committed
 def test_an_endpoint_filtered_by_event_types_gets_only_those(products):
     with receiving(Receiver()) as everything, receiving(Receiver()) as lines_only:
         webhooks.create_endpoint(everything.url)
@@ -181,6 +168,7 @@ def test_unknown_event_types_are_refused(db):
         webhooks.create_endpoint("https://shop.example/hook", event_types=["no_such_event"])
 
 
+@committed
 def test_redelivery_of_a_batch_creates_no_duplicate_deliveries(products):
     first = webhooks.create_endpoint("https://one.example/hook")
     webhooks.create_endpoint("https://two.example/hook", event_types=["line_added"])
@@ -188,21 +176,27 @@ def test_redelivery_of_a_batch_creates_no_duplicate_deliveries(products):
     events = deliver(cart.id)
     before = sorted(WebhookDelivery.objects.values_list("endpoint_id", "event_id", "delivery_id"))
     assert len(before) == len(events) + 1
-    webhooks.handle(events)  # the whole batch again (a worker died before its checkpoint)
-    webhooks.handle(events[1:])  # and a part of it
+    # The batch again (a worker killed before its checkpoint committed), and a part of it.
+    webhooks.handle(events)
+    webhooks.handle(events[1:])
+    # The whole log again: the subscription replayed from the beginning.
+    subscriptions.reset("cartsvc.webhooks", to="beginning")
+    assert subscriptions.drain("cartsvc.webhooks")["cartsvc.webhooks"] >= len(events)
     after = sorted(WebhookDelivery.objects.values_list("endpoint_id", "event_id", "delivery_id"))
     assert after == before
     assert {row[0] for row in after if row[1] == events[0].id} == {first.pk}
 
 
+@committed
 def test_inactive_endpoints_and_events_from_before_an_endpoint_get_nothing(products):
     old_cart = make_cart({"SKU-1": 1})
     webhooks.create_endpoint("https://new.example/hook")
     webhooks.create_endpoint("https://off.example/hook", active=False)
-    deliver(old_cart.id)  # a replay of the log from its beginning
+    deliver(old_cart.id)
     assert not WebhookDelivery.objects.exists()
 
 
+@committed
 def test_a_receiver_that_does_not_answer_is_cut_off_at_the_timeout(db, settings):
     settings.CARTIMAGE = {**settings.CARTIMAGE, "WEBHOOK_TIMEOUT": 0.5}
     with receiving(Receiver(stall=threading.Event())) as receiver:
@@ -213,6 +207,7 @@ def test_a_receiver_that_does_not_answer_is_cut_off_at_the_timeout(db, settings)
     assert WebhookDelivery.objects.get().last_error == "timed out after 0.5 s"
 
 
+@committed
 def test_the_task_sends_what_is_due(db):
     from cartsvc.tasks import send_webhooks
 
@@ -223,7 +218,7 @@ def test_the_task_sends_what_is_due(db):
     assert len(receiver.requests) == 1
 
 
-@pytest.mark.django_db(transaction=True)
+@committed
 def test_a_delivery_another_sender_holds_is_skipped_not_sent_twice():
     """FOR UPDATE SKIP LOCKED: while one sender holds a delivery's row (claiming it), another
     passes it by instead of waiting for it or sending it too."""
