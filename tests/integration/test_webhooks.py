@@ -1,4 +1,4 @@
-"""Webhooks: real receivers get every matching event, signed; retries keep the delivery id."""
+"""Webhooks, on both databases: real receivers get every matching event signed, retries too."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from cartsvc.subscriptions import Delivered
 from tests.factories import make_cart
 from tests.webhook_receiver import Receiver, receiving, verify
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.contract, pytest.mark.django_db]
 # The tests that drain the subscription: the events it is handed must be committed.
 committed = pytest.mark.django_db(transaction=True)
 
