@@ -60,13 +60,14 @@ from django.utils.safestring import mark_safe
 from django.utils.text import smart_split, unescape_string_literal
 from django.utils.timesince import timesince
 
+from cartsvc import demand, operations, service, webhooks
 from cartsvc import domain as d
-from cartsvc import operations, service, webhooks
 from cartsvc.compare import against_log, panel
 from cartsvc.models import (
     Cart,
     CartEvent,
     CartLine,
+    DemandItem,
     IdempotencyKey,
     WebhookDelivery,
     WebhookEndpoint,
@@ -750,6 +751,54 @@ class CartAdmin(admin.ModelAdmin):
             **(extra_context or {}),
         }
         return TemplateResponse(request, self.detail_template, context)
+
+
+# ---------------------------------------------------------------- demand
+
+
+class DemandChangeList(ChangeList):
+    """The changelist, plus one catalog call for the names of the page's SKUs."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        items = list(self.result_list)  # evaluated once; the template reuses the cache
+        names = demand.names_of([item.sku for item in items])
+        for item in items:
+            item.catalog_name = names.get(item.sku, "")
+
+
+@admin.register(DemandItem)
+class DemandItemAdmin(admin.ModelAdmin):
+    """The demand read model (cartsvc.demand): what sits in open carts now, per SKU. A
+    projection of the event log: nothing here writes it (`manage.py cart_subscriptions
+    --rebuild` refolds it)."""
+
+    list_display = ("sku", "name", "units", "carts")
+    list_display_links = None  # a row has nothing more to show
+    list_per_page = 100
+    ordering = ("-units", "sku")
+    sortable_by = ("sku", "units", "carts")
+    search_fields = ("sku",)
+    search_help_text = "Part of a SKU."
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return DemandChangeList
+
+    @admin.display(description="name")
+    def name(self, item: DemandItem) -> str:
+        return getattr(item, "catalog_name", "")
 
 
 # ---------------------------------------------------------------- webhooks

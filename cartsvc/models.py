@@ -1,7 +1,8 @@
-"""Tables: cart header, incremental line rows, the event log, snapshots, the dirty list, webhooks.
+"""Tables: cart header, line rows, the event log, snapshots, the dirty list, read models, webhooks.
 
-Cart rows are written only by `cartsvc.store`, webhook rows only by `cartsvc.webhooks`; models
-carry no behaviour that writes.
+Cart rows are written only by `cartsvc.store`, a read model's rows only by its module
+(`cartsvc.demand`), webhook rows only by `cartsvc.webhooks`; models carry no behaviour that
+writes.
 """
 
 from django.conf import settings
@@ -143,6 +144,37 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key}"
+
+
+class DemandItem(models.Model):
+    """The demand read model: a SKU's units and carts in open carts right now (saved-for-
+    later items aside). A projection of the event log kept by `cartsvc.demand`, which
+    alone writes it; a SKU no open cart holds has no row."""
+
+    sku = models.CharField(max_length=64, primary_key=True)
+    units = models.PositiveIntegerField()
+    carts = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["-units", "sku"], name="demanditem_units")]
+
+    def __str__(self) -> str:
+        return f"{self.sku}: {self.units} in {self.carts} carts"
+
+
+class DemandCart(models.Model):
+    """What one cart contributes to the demand read model: its last applied event version
+    (a redelivered event is recognised and skipped), whether it is open, and its lines as
+    {line_id: [sku, quantity, saved]} (saved lines too: one can come back). No foreign
+    key: the projection is rebuilt from the log, never cascaded from the rows."""
+
+    cart_id = models.UUIDField(primary_key=True)
+    version = models.PositiveIntegerField()
+    open = models.BooleanField()
+    lines = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"demand of {self.cart_id} at v{self.version}"
 
 
 class WebhookEndpoint(models.Model):

@@ -22,8 +22,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Database, cache and broker, each probed now: 200 while the database answers (the
-    others' states in the body), 503 when it does not."""
+    """Database, cache and broker, each probed now, and the event subscriptions: 200 while
+    the database answers (the others' states in the body), 503 when it does not."""
     report = health.health()
     status = 200 if report["database"]["ok"] else 503
     if not _may_see_details(request):

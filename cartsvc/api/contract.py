@@ -240,6 +240,15 @@ class Product(Response):
     stock: int = Field(ge=0)
 
 
+class DemandItem(Response):
+    """A SKU in open carts now (the demand read model; saved-for-later items aside)."""
+
+    sku: str
+    name: str = Field(description='The catalog\'s name of the SKU; "" if it no longer knows it.')
+    units: int = Field(ge=1, description="Units in open carts.")
+    carts: int = Field(ge=1, description="Open carts holding it.")
+
+
 class Event(Response):
     version: int = Field(ge=1)
     type: str
@@ -320,6 +329,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     Discount,
     Cart,
     Product,
+    DemandItem,
     Event,
     EventPage,
     Error,

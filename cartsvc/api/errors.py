@@ -18,6 +18,8 @@ JSON = "application/json"
 STATUS_BY_CODE: dict[str, int] = {
     "malformed_json": 400,
     "invalid": 400,
+    "not_authenticated": 401,
+    "permission_denied": 403,
     "not_found": 404,
     "method_not_allowed": 405,
     "cart_not_open": 409,

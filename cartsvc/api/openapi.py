@@ -31,6 +31,8 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 _ERRORS = {
     400: "Malformed JSON, or an invalid field, parameter or header (named by `field`).",
+    401: "No one is logged in (the session cookie of a staff user is needed).",
+    403: "The user logged in is not staff.",
     404: "Unknown cart or line, or a cart the caller may not see.",
     409: (
         "The cart is not open (checked out, expired or merged); or, at checkout, prices moved"
@@ -181,6 +183,25 @@ DOCUMENT: dict[str, Any] = {
                         "description": "Products, by sku.",
                         "content": _json({"type": "array", "items": ref("schemas", "Product")}),
                     }
+                },
+            }
+        },
+        "/stats/demand": {
+            "get": {
+                "summary": "Demand: per SKU, units and carts in open carts now (staff only)",
+                "description": (
+                    "The demand read model, kept from the event log by the `cartsvc.demand`"
+                    " subscription (so it may lag the carts by the subscription's delay)."
+                    " Lines saved for later do not count. Sorted by units, most first (ties"
+                    " by sku). Needs the session of a logged-in staff user."
+                ),
+                "responses": {
+                    "200": {
+                        "description": "Every SKU some open cart holds.",
+                        "content": _json({"type": "array", "items": ref("schemas", "DemandItem")}),
+                    },
+                    "401": _error(401),
+                    "403": _error(403),
                 },
             }
         },

@@ -10,6 +10,7 @@ urlpatterns = [
     path("openapi.json", views.openapi, name="openapi"),
     path("products", views.products, name="products"),
     path("carts", views.carts, name="carts"),
+    path("stats/demand", views.demand_stats, name="demand_stats"),
     path("carts/<str:cart_id>", views.cart, name="cart"),
     path("carts/<str:cart_id>/lines", views.lines, name="lines"),
     path("carts/<str:cart_id>/lines/<str:line_id>", views.line, name="line"),

@@ -42,7 +42,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from cartsvc import service
+from cartsvc import demand, service
 from cartsvc.api import inputs
 from cartsvc.api.contract import AddLine, ApplyDiscount, NoFields, SetQuantity, parse
 from cartsvc.api.errors import (
@@ -165,6 +165,26 @@ def list_products(request: HttpRequest) -> HttpResponse:
 
 def openapi_document(request: HttpRequest) -> HttpResponse:
     return HttpResponse(document_bytes(), content_type=JSON)
+
+
+def _staff(request: HttpRequest) -> None:
+    """Only a logged-in staff user (the session cookie) gets through: 401 for no one, 403
+    for a user who is not staff."""
+    user = request.user if settings.SESSION_COOKIE_NAME in request.COOKIES else None
+    if user is None or not user.is_authenticated:
+        raise ApiError("not_authenticated", "log in as a staff user to see this")
+    if not (user.is_active and user.is_staff):
+        raise ApiError("permission_denied", "only staff users may see this")
+
+
+def demand_report(request: HttpRequest) -> HttpResponse:
+    _staff(request)
+    rows = demand.demand_rows("-units")
+    response = json_response(
+        [{"sku": r.sku, "name": r.name, "units": r.units, "carts": r.carts} for r in rows]
+    )
+    response["Vary"] = "Cookie"
+    return response
 
 
 # ---------------------------------------------------------------- carts
@@ -315,6 +335,7 @@ def unknown_route(request: HttpRequest, rest: str = "") -> HttpResponse:
 products = endpoint(GET=list_products)
 openapi = endpoint(GET=openapi_document)
 carts = endpoint(POST=open_cart)
+demand_stats = endpoint(GET=demand_report)
 cart = endpoint(GET=get_cart)
 lines = endpoint(POST=add_line)
 line = endpoint(PATCH=set_quantity, DELETE=_line_command(service.remove_line))

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("cartsvc", "0005_event_position"),
+        ("cartsvc", "0006_demand"),
     ]
 
     operations = [

@@ -28,6 +28,8 @@ STATUSES = {
 # The API's own codes: the transport and the routing, never raised by the service.
 API_STATUSES = {
     "malformed_json": 400,
+    "not_authenticated": 401,
+    "permission_denied": 403,
     "method_not_allowed": 405,
     "length_required": 411,
     "payload_too_large": 413,

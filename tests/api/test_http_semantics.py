@@ -88,8 +88,8 @@ def details(client, **extra):
 
 def test_healthz_tells_outsiders_only_up_or_down(client):
     body = details(client, REMOTE_ADDR="203.0.113.7")
-    assert set(body) == {"status", "database", "cache", "broker"}
-    for part in ("database", "cache", "broker"):
+    assert set(body) == {"status", "database", "cache", "broker", "subscriptions"}
+    for part in ("database", "cache", "broker", "subscriptions"):
         assert set(body[part]) == {"ok", "state"}, body[part]
     relayed = details(client, HTTP_X_FORWARDED_FOR="203.0.113.7")  # from loopback, via a proxy
     assert set(relayed["cache"]) == {"ok", "state"}

@@ -13,6 +13,7 @@ from cartsvc import image, metrics, service
 from cartsvc.backends import base as c
 from tests.factories import make_cart
 from tests.faults.conftest import OwnRedis, image_on_own_redis, serve_image_from
+from tests.topologies.cluster import ClusterNode
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -123,10 +124,8 @@ def test_a_primary_short_of_its_replicas_serves_nothing(products, settings):
         assert server.process is not None
 
 
-def test_a_cluster_of_one_primary_answers_the_page_read(products, settings, tmp_path):
-    node = OwnRedis(
-        "--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf")
-    )
+def test_a_cluster_of_one_primary_answers_the_page_read(products, settings):
+    node = ClusterNode()  # the bus port of its own (port + 10000 may not be free, or exist)
     node.start()
     try:
         admin = redis.Redis(port=node.port)

@@ -48,6 +48,7 @@ def test_read_activity_is_folded_into_last_activity_at(products, settings):
     assert Cart.objects.get(id=cart.id).last_activity_at > timezone.now() - timedelta(minutes=1)
 
 
+@pytest.mark.django_db(transaction=True)  # a drain hands out committed events only
 def test_an_abandoned_cart_expires_once_and_the_signal_fires_once(products, settings):
     settings.CARTIMAGE = {**settings.CARTIMAGE, "ABANDON_AFTER": 3600}
     cart = make_cart({"SKU-1": 1})
