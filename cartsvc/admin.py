@@ -22,11 +22,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
-from django.core.exceptions import FieldDoesNotExist, PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import (
@@ -59,10 +60,18 @@ from django.utils.safestring import mark_safe
 from django.utils.text import smart_split, unescape_string_literal
 from django.utils.timesince import timesince
 
-from cartsvc import demand, operations, service
+from cartsvc import demand, operations, service, webhooks
 from cartsvc import domain as d
 from cartsvc.compare import against_log, panel
-from cartsvc.models import Cart, CartEvent, CartLine, DemandItem, IdempotencyKey
+from cartsvc.models import (
+    Cart,
+    CartEvent,
+    CartLine,
+    DemandItem,
+    IdempotencyKey,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from cartsvc.templatetags.cartimage import money, status_label
 
 
@@ -790,3 +799,127 @@ class DemandItemAdmin(admin.ModelAdmin):
     @admin.display(description="name")
     def name(self, item: DemandItem) -> str:
         return getattr(item, "catalog_name", "")
+
+
+# ---------------------------------------------------------------- webhooks
+#
+# Endpoints are the shop's configuration: added and changed here, written by
+# `cartsvc.webhooks.save_endpoint` (never deleted: deactivate one, its deliveries stay).
+# Deliveries are read-only; the one thing done to them is "retry now".
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(
+        max_length=500,
+        assume_scheme="https",
+        help_text="http:// or https:// only; redirects are not followed.",
+    )
+    event_types = forms.MultipleChoiceField(
+        choices=[(name, name) for name in sorted(d.EVENT_TYPES)],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every event type.",
+    )
+    rotate_secret = forms.BooleanField(
+        required=False,
+        help_text="Make a new signing secret (shown once, after saving); the old one stops "
+        "working at once.",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("url", "event_types", "active")
+
+    def clean_url(self) -> str:
+        try:
+            return webhooks.check_url(self.cleaned_data["url"])
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.messages) from exc
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """Add and change endpoints; the secret is shown once, when it is made."""
+
+    form = WebhookEndpointForm
+    list_display = ("url", "types_display", "active", "created_at")
+    list_filter = ("active",)
+    ordering = ("url",)
+    readonly_fields = ("secret_display", "created_at")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        if obj is None:
+            return ("url", "event_types", "active")
+        return ("url", "event_types", "active", "secret_display", "rotate_secret", "created_at")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="event types")
+    def types_display(self, endpoint: WebhookEndpoint) -> str:
+        return ", ".join(endpoint.event_types) or "all"
+
+    @admin.display(description="secret")
+    def secret_display(self, endpoint: WebhookEndpoint) -> str:
+        """Masked: its first characters, enough to tell two apart."""
+        return f"{endpoint.secret[:10]}…" if endpoint.secret else "-"
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        made = webhooks.save_endpoint(obj, rotate_secret=form.cleaned_data.get("rotate_secret"))
+        if made:
+            messages.warning(
+                request,
+                format_html(
+                    "The signing secret of {} is <code>{}</code>. It is shown this once: "
+                    "copy it to the receiving side now.",
+                    obj.url,
+                    made,
+                ),
+            )
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Read-only: each event owed to an endpoint, with its attempts and their outcome."""
+
+    list_display = (
+        "delivery_id",
+        "endpoint",
+        "event_type",
+        "cart_id",
+        "version",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "updated_at",
+    )
+    list_filter = ("status", "endpoint")
+    list_select_related = ("endpoint",)
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
+    actions = ["retry_now"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field.name for field in WebhookDelivery._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        """Who may change endpoints may send their deliveries again."""
+        return bool(request.user.has_perm("cartsvc.change_webhookendpoint"))
+
+    @admin.action(description="Retry the selected deliveries now", permissions=["retry"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = webhooks.retry_now(queryset.values_list("pk", flat=True)[:ACTION_LIMIT])
+        messages.success(
+            request,
+            f"{count} deliver{'y' if count == 1 else 'ies'} due now (sent by the next run).",
+        )

@@ -48,6 +48,10 @@ POSITIVE = (
     "MAX_LINES",
     "WRITE_RETRIES",
     "LOCAL_STATES",
+    "WEBHOOK_TIMEOUT",
+    "WEBHOOK_MAX_ATTEMPTS",
+    "WEBHOOK_RETRY_FIRST",
+    "WEBHOOK_RETRY_MAX",
 )
 HINT = "See 'Settings' in docs/use-in-your-shop.md."
 

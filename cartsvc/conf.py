@@ -48,6 +48,13 @@ DEFAULTS: dict[str, Any] = {
     # After a commit, ask a Celery worker to drain the subscriptions (from a thread: a request
     # never waits for the broker); False: only the periodic drain of the beat schedule.
     "SUBSCRIPTION_NUDGE": True,
+    # Webhooks (cartsvc.webhooks): the most seconds one POST may take, start to end.
+    "WEBHOOK_TIMEOUT": 5.0,
+    # Attempts before a delivery is `failed`, and the waits between them: FIRST, then
+    # doubled each time, never more than MAX seconds (12 attempts: about 3.4 hours).
+    "WEBHOOK_MAX_ATTEMPTS": 12,
+    "WEBHOOK_RETRY_FIRST": 10.0,
+    "WEBHOOK_RETRY_MAX": 3600.0,
 }
 
 

@@ -124,6 +124,12 @@ DECLARED: dict[str, tuple[str, str, tuple[str, ...], tuple[tuple[str, ...], ...]
         (),
         (),
     ),
+    "webhook_deliveries": (
+        "counter",
+        "Webhook POST attempts, by outcome (delivered, retried, failed).",
+        ("outcome",),
+        (("delivered",), ("retried",), ("failed",)),
+    ),
 }
 
 _lock = threading.Lock()

@@ -1,6 +1,8 @@
-"""Tables: cart header, incremental line rows, the event log, snapshots, the dirty list.
+"""Tables: cart header, line rows, the event log, snapshots, the dirty list, read models, webhooks.
 
-Rows are written only by `cartsvc.store`; models carry no behaviour that writes.
+Cart rows are written only by `cartsvc.store`, a read model's rows only by its module
+(`cartsvc.demand`), webhook rows only by `cartsvc.webhooks`; models carry no behaviour that
+writes.
 """
 
 from django.conf import settings
@@ -173,3 +175,65 @@ class DemandCart(models.Model):
 
     def __str__(self) -> str:
         return f"demand of {self.cart_id} at v{self.version}"
+
+
+class WebhookEndpoint(models.Model):
+    """A shop's receiver of cart events: every matching event is POSTed to `url`, signed."""
+
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=128)
+    # Event type names (cartsvc.domain); empty: every type.
+    event_types = models.JSONField(default=list, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event owed to one endpoint, with its attempts so far (the same delivery id on
+    every retry: a receiver deduplicates by it)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    STATUSES = [(PENDING, "pending"), (DELIVERED, "delivered"), (FAILED, "failed")]
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    delivery_id = models.UUIDField(unique=True)
+    event_id = models.BigIntegerField()
+    cart_id = models.UUIDField()
+    version = models.PositiveIntegerField()
+    event_type = models.CharField(max_length=32)
+    # The JSON body's fields, fixed when the event is handed over (identical on every retry).
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=STATUSES, default=PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "event_id"], name="webhookdelivery_unique_event"
+            )
+        ]
+        # The sender's query: due pending deliveries, oldest first.
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="webhookdelivery_due",
+                condition=models.Q(status="pending"),
+            )
+        ]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.cart_id} v{self.version} -> {self.endpoint_id}"

@@ -10,10 +10,11 @@ def beat_schedule(
     abandon_every: float = 300,
     full_sweep_every: float = 3600,
     drain_every: float = 5,
+    webhooks_every: float = 10,
 ) -> dict[str, dict[str, Any]]:
-    """The periodic sweeps and the subscriptions' drain, each expiring after one interval: a
-    tick not run by its next one is dropped, so a worker back after an outage runs one sweep,
-    not a backlog.
+    """The periodic sweeps, the subscriptions' drain and the webhook sender, each expiring
+    after one interval: a tick not run by its next one is dropped, so a worker back after an
+    outage runs one sweep, not a backlog.
 
     `CELERY_BEAT_SCHEDULE = {**beat_schedule(), **your_own}` in the host's settings."""
     return {
@@ -39,5 +40,11 @@ def beat_schedule(
             "task": "cartsvc.tasks.sweep_carts",
             "schedule": full_sweep_every,
             "options": {"expires": full_sweep_every},
+        },
+        # Webhook deliveries due (new ones, and retries whose wait is over).
+        "cart-webhooks": {
+            "task": "cartsvc.tasks.send_webhooks",
+            "schedule": webhooks_every,
+            "options": {"expires": webhooks_every},
         },
     }

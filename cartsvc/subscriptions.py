@@ -95,10 +95,12 @@ class Subscriber:
 
 # The app's own subscribers, always on. Their checkpoints are made when the app's tables are
 # migrated (`create_builtin`), so an upgraded shop does not get its history announced.
-# The demand read model starts from the beginning: it is the whole log's fold.
+# The demand read model starts from the beginning: it is the whole log's fold. Webhooks start
+# from now (an endpoint gets the events recorded after it was made, in any case).
 BUILTIN = (
     Subscriber("cartsvc.abandoned", "cartsvc.lifecycle.announce_abandoned", "now", True),
     Subscriber("cartsvc.demand", "cartsvc.demand.handle", "beginning"),
+    Subscriber("cartsvc.webhooks", "cartsvc.webhooks.handle", "now"),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from cartsvc import lifecycle, subscriptions
+from cartsvc import lifecycle, subscriptions, webhooks
 
 
 @shared_task(name="cartsvc.tasks.passivate_idle_carts", ignore_result=True)
@@ -37,3 +37,9 @@ def sweep_carts() -> dict[str, int | float]:
 def drain_subscriptions() -> dict[str, int]:
     """Hand every subscription the events committed since its checkpoint (see subscriptions)."""
     return subscriptions.drain()
+
+
+@shared_task(name="cartsvc.tasks.send_webhooks", ignore_result=True)
+def send_webhooks() -> dict[str, int]:
+    """POST the webhook deliveries that are due (cartsvc.webhooks.send_due)."""
+    return webhooks.send_due()

@@ -233,8 +233,14 @@ CART_ABANDON_SWEEP_EVERY = float(os.environ.get("CART_ABANDON_SWEEP_EVERY", "300
 CART_FULL_SWEEP_EVERY = float(os.environ.get("CART_FULL_SWEEP_EVERY", "3600"))
 # Event subscriptions: drained after each commit (a nudge) and at least this often.
 CART_DRAIN_EVERY = float(os.environ.get("CART_DRAIN_EVERY", "5"))
+# Webhook deliveries that are due (new ones, retries whose wait is over) are sent this often.
+CART_WEBHOOKS_EVERY = float(os.environ.get("CART_WEBHOOKS_EVERY", "10"))
 CELERY_BEAT_SCHEDULE = beat_schedule(
-    CART_SWEEP_EVERY, CART_ABANDON_SWEEP_EVERY, CART_FULL_SWEEP_EVERY, CART_DRAIN_EVERY
+    CART_SWEEP_EVERY,
+    CART_ABANDON_SWEEP_EVERY,
+    CART_FULL_SWEEP_EVERY,
+    CART_DRAIN_EVERY,
+    webhooks_every=CART_WEBHOOKS_EVERY,
 )
 
 # ------------------------------------------------------------------ misc

@@ -28,6 +28,7 @@ TASKS = {
     "cartsvc.tasks.expire_abandoned_carts",
     "cartsvc.tasks.drain_subscriptions",
     "cartsvc.tasks.sweep_carts",
+    "cartsvc.tasks.send_webhooks",
 }
 
 
@@ -96,6 +97,8 @@ def test_the_app_finds_the_tasks_and_the_schedule_names_only_them(settings):
     assert {entry["task"] for entry in schedule.values()} <= TASKS
     assert schedule["cart-passivation"]["schedule"] == settings.CART_SWEEP_EVERY
     assert schedule["cart-abandonment"]["schedule"] == settings.CART_ABANDON_SWEEP_EVERY
+    assert schedule["cart-webhooks"]["task"] == "cartsvc.tasks.send_webhooks"
+    assert schedule["cart-webhooks"]["schedule"] == settings.CART_WEBHOOKS_EVERY
     for entry in schedule.values():
         # A tick the worker did not get to before the next one is dropped, not piled up.
         assert 0 < entry["options"]["expires"] <= entry["schedule"]

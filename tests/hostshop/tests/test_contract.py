@@ -161,7 +161,13 @@ def test_the_hosts_celery_app_finds_the_sweeps():
     from hostshop.celery import app
 
     app.loader.import_default_modules()
-    names = {"passivate_idle_carts", "expire_abandoned_carts", "sweep_carts"}
+    names = {
+        "passivate_idle_carts",
+        "expire_abandoned_carts",
+        "sweep_carts",
+        "drain_subscriptions",
+        "send_webhooks",
+    }
     assert {f"cartsvc.tasks.{n}" for n in names} <= set(app.tasks)
     scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
     assert scheduled == {f"cartsvc.tasks.{n}" for n in names}
