@@ -516,8 +516,22 @@ def id_lookup(term: str) -> Q | None:
 # ---------------------------------------------------------------- the admin
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Lists and pages to read: nothing is added, changed or deleted through the admin (the
+    app's tables are written by its services only)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Cart)
-class CartAdmin(admin.ModelAdmin):
+class CartAdmin(ReadOnlyAdmin):
     """Read-only: no add, no change, no delete. State moves only through the operations."""
 
     list_display = (
@@ -553,15 +567,6 @@ class CartAdmin(admin.ModelAdmin):
     detail_template = "admin/cartsvc/cart/detail.html"
 
     # -- permissions: read-only; operations need the "operate" permission
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         """May run evict / rehydrate / rebuild / verify: superusers, and staff holding
@@ -768,7 +773,7 @@ class DemandChangeList(ChangeList):
 
 
 @admin.register(DemandItem)
-class DemandItemAdmin(admin.ModelAdmin):
+class DemandItemAdmin(ReadOnlyAdmin):
     """The demand read model (cartsvc.demand): what sits in open carts now, per SKU. A
     projection of the event log: nothing here writes it (`manage.py cart_subscriptions
     --rebuild` refolds it)."""
@@ -783,15 +788,6 @@ class DemandItemAdmin(admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     actions = None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return DemandChangeList
@@ -879,7 +875,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
     """Read-only: each event owed to an endpoint, with its attempts and their outcome."""
 
     list_display = (
@@ -902,15 +898,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field.name for field in WebhookDelivery._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         """Who may change endpoints may send their deliveries again."""

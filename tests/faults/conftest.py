@@ -11,8 +11,10 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
+from redis import Redis
 
 from cartsvc import image
 
@@ -117,3 +119,45 @@ def own_redis(settings):
     """Point the image at a redis-server of this test's own (with the production timeouts)."""
     with image_on_own_redis(settings) as server:
         yield server
+
+
+@dataclass
+class Pair:
+    """A primary and its replica of the test's own, the image on the primary."""
+
+    store: object
+    primary: Redis
+    replica: Redis
+
+    def in_sync(self) -> None:
+        deadline = time.monotonic() + 10
+        while self.primary.wait(1, 100) != 1:
+            assert time.monotonic() < deadline, "the replica did not catch up"
+
+    def cut(self) -> None:
+        """Replication stops: what the primary takes from now on is lost in a failover."""
+        self.replica.replicaof("127.0.0.1", free_port())
+
+    def promote(self) -> None:
+        """The replica becomes the primary, and the app talks to it."""
+        self.replica.replicaof("NO", "ONE")
+        self.store._client = self.replica  # as Sentinel's client would, after the failover
+        image.breaker.reset()
+
+
+@pytest.fixture
+def pair(settings) -> Iterator[Pair]:
+    primary = OwnRedis("--repl-diskless-sync-delay", "0")
+    primary.start()
+    replica = OwnRedis("--replicaof", "127.0.0.1", str(primary.port))
+    replica.start()
+    try:
+        serve_image_from(settings, primary)
+        image._stores.clear()
+        store = image.image_store()
+        yield Pair(store, store.client, Redis(port=replica.port))
+    finally:
+        replica.stop()
+        primary.stop()
+        image._stores.clear()
+        image.breaker.reset()

@@ -12,7 +12,7 @@ import redis
 from cartsvc import image, metrics, service
 from cartsvc.backends import base as c
 from tests.factories import make_cart
-from tests.faults.conftest import OwnRedis, image_on_own_redis, serve_image_from
+from tests.faults.conftest import image_on_own_redis
 from tests.topologies.cluster import ClusterNode
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -76,36 +76,20 @@ def test_an_entry_of_another_epoch_is_a_miss_everywhere(products, own_redis):
     assert store.peek([cart.id]) != {}
 
 
-def test_a_replica_serves_nothing(products, settings):
-    primary = OwnRedis("--repl-diskless-sync-delay", "0")  # in sync at once
-    primary.start()
-    replica = OwnRedis("--replicaof", "127.0.0.1", str(primary.port))
-    replica.start()
-    try:
-        serve_image_from(settings, primary)
-        image._stores.clear()
-        cart = make_cart({"SKU-1": 1})
-        store = image.image_store()
-        deadline = time.monotonic() + 10  # until the replica holds the entry and the lease
-        while store.client.wait(1, 100) != 1:
-            assert time.monotonic() < deadline, "the replica did not catch up"
+def test_a_replica_serves_nothing(products, pair, settings):
+    cart = make_cart({"SKU-1": 1})
+    pair.in_sync()  # the replica holds the entry and the lease
 
-        # Read within the second the last read stamped: a read that writes nothing (no access
-        # to record), which a replica would run if the script were not declared a writer.
-        serve_image_from(settings, replica)
-        image._stores.clear()
-        image.breaker.reset()
-        errors, hits = metrics.value("redis_errors"), metrics.value("cache_hits")
-        assert service.get_cart(cart.id) == cart
-        assert metrics.value("cache_hits") == hits  # served from PostgreSQL, not the replica
-        assert metrics.value("redis_errors") == errors + 1
-        with pytest.raises(image.MemoryUnreachable):
-            image.peek([cart.id])
-    finally:
-        replica.stop()
-        primary.stop()
-        image._stores.clear()
-        image.breaker.reset()
+    # Read within the second the last read stamped: a read that writes nothing (no access
+    # to record), which a replica would run if the script were not declared a writer.
+    pair.store._client = pair.replica
+    image.breaker.reset()
+    errors, hits = metrics.value("redis_errors"), metrics.value("cache_hits")
+    assert service.get_cart(cart.id) == cart
+    assert metrics.value("cache_hits") == hits  # served from PostgreSQL, not the replica
+    assert metrics.value("redis_errors") == errors + 1
+    with pytest.raises(image.MemoryUnreachable):
+        image.peek([cart.id])
 
 
 def test_a_primary_short_of_its_replicas_serves_nothing(products, settings):

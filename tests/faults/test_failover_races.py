@@ -6,57 +6,13 @@ epoch they were taken under.)"""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-from redis import Redis
 
 from cartsvc import image, service
 from tests.factories import make_cart
-from tests.faults.conftest import OwnRedis, free_port, serve_image_from
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@dataclass
-class Pair:
-    store: object
-    primary: Redis
-    replica: Redis
-
-    def in_sync(self) -> None:
-        deadline = time.monotonic() + 10
-        while self.primary.wait(1, 100) != 1:
-            assert time.monotonic() < deadline, "the replica did not catch up"
-
-    def cut(self) -> None:
-        """Replication stops: what the primary takes from now on is lost in a failover."""
-        self.replica.replicaof("127.0.0.1", free_port())
-
-    def promote(self) -> None:
-        """The replica becomes the primary, and the app talks to it."""
-        self.replica.replicaof("NO", "ONE")
-        self.store._client = self.replica  # as Sentinel's client would, after the failover
-        image.breaker.reset()
-
-
-@pytest.fixture
-def pair(settings) -> Iterator[Pair]:
-    primary = OwnRedis("--repl-diskless-sync-delay", "0")
-    primary.start()
-    replica = OwnRedis("--replicaof", "127.0.0.1", str(primary.port))
-    replica.start()
-    try:
-        serve_image_from(settings, primary)
-        image._stores.clear()
-        store = image.image_store()
-        yield Pair(store, store.client, Redis(port=replica.port))
-    finally:
-        replica.stop()
-        primary.stop()
-        image._stores.clear()
-        image.breaker.reset()
 
 
 def test_a_reader_that_loaded_before_a_lost_write_does_not_fill_after_the_failover(products, pair):
