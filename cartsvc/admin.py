@@ -60,7 +60,7 @@ from django.utils.safestring import mark_safe
 from django.utils.text import smart_split, unescape_string_literal
 from django.utils.timesince import timesince
 
-from cartsvc import demand, operations, service, webhooks
+from cartsvc import demand, operations, service, subscriptions, webhooks
 from cartsvc import domain as d
 from cartsvc.compare import against_log, panel
 from cartsvc.models import (
@@ -69,6 +69,7 @@ from cartsvc.models import (
     CartLine,
     DemandItem,
     IdempotencyKey,
+    Subscription,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -795,6 +796,59 @@ class DemandItemAdmin(ReadOnlyAdmin):
     @admin.display(description="name")
     def name(self, item: DemandItem) -> str:
         return getattr(item, "catalog_name", "")
+
+
+# ---------------------------------------------------------------- subscriptions
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdmin):
+    """Every event subscription: where it is, how far behind, and why it stopped if it did.
+    Resuming one whose handler was fixed is an action (`cart_subscriptions --resume`)."""
+
+    list_display = ("name", "state", "delivered", "behind", "lag", "delivered_at", "error")
+    list_display_links = None
+    ordering = ("name",)
+    actions = ["resume"]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        # The lag of every subscription, counted once per page (not once per column).
+        self._status = {row.name: row for row in subscriptions.status()}
+        return super().changelist_view(request, extra_context)
+
+    def _of(self, sub: Subscription) -> subscriptions.Status | None:
+        return getattr(self, "_status", {}).get(sub.name)
+
+    @admin.display(description="state")
+    def state(self, sub: Subscription) -> str:
+        if sub.stopped:
+            return f"STOPPED at event {sub.failing_event_id}"
+        if sub.failures:
+            return f"retrying event {sub.failing_event_id} ({sub.failures} failures)"
+        return "running"
+
+    @admin.display(description="events behind")
+    def behind(self, sub: Subscription) -> int | None:
+        status = self._of(sub)
+        return None if status is None else status.behind
+
+    @admin.display(description="lag (s)")
+    def lag(self, sub: Subscription) -> str:
+        status = self._of(sub)
+        return "" if status is None else f"{status.behind_seconds:.1f}"
+
+    @admin.display(description="last error")
+    def error(self, sub: Subscription) -> str:
+        return (sub.last_error.strip().splitlines() or [""])[-1]
+
+    def has_resume_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_superuser)
+
+    @admin.action(description="Resume (the handler is fixed)", permissions=["resume"])
+    def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for sub in queryset:
+            subscriptions.resume(sub.name)
+        self.message_user(request, f"Resumed {queryset.count()} subscriptions.")
 
 
 # ---------------------------------------------------------------- webhooks
