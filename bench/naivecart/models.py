@@ -8,6 +8,8 @@ from django.db import models
 class NaiveCart(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     status = models.CharField(max_length=16, default="open")
+    # The applied code of carts.models.DiscountCode, looked up again whenever totals are shown.
+    discount_code = models.CharField(max_length=64, blank=True, default="")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

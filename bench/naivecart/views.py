@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from bench.naivecart import service
 
@@ -33,8 +33,10 @@ def _default(value: Any) -> str:
     raise TypeError(type(value).__name__)
 
 
-def _json(body: Any) -> HttpResponse:
-    return HttpResponse(orjson.dumps(body, default=_default), content_type="application/json")
+def _json(body: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(
+        orjson.dumps(body, default=_default), content_type="application/json", status=status
+    )
 
 
 @require_GET
@@ -53,3 +55,29 @@ def naive_cart(request: HttpRequest, cart_id: str) -> HttpResponse:
 def naive_add(request: HttpRequest, cart_id: str) -> HttpResponse:
     body = orjson.loads(request.body)
     return _json(service.add_line(cart_id, body["sku"], body["quantity"]))
+
+
+@csrf_exempt
+@require_POST
+def naive_open(request: HttpRequest) -> HttpResponse:
+    return _json(service.get_cart(service.open_cart()), status=201)
+
+
+@csrf_exempt
+@require_http_methods(["PATCH"])
+def naive_set_quantity(request: HttpRequest, cart_id: str, line_id: int) -> HttpResponse:
+    body = orjson.loads(request.body)
+    return _json(service.set_quantity(cart_id, line_id, body["quantity"]))
+
+
+@csrf_exempt
+@require_POST
+def naive_discount(request: HttpRequest, cart_id: str) -> HttpResponse:
+    body = orjson.loads(request.body)
+    return _json(service.apply_discount(cart_id, body["code"]))
+
+
+@csrf_exempt
+@require_POST
+def naive_checkout(request: HttpRequest, cart_id: str) -> HttpResponse:
+    return _json(service.checkout(cart_id))
