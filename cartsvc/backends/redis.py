@@ -10,6 +10,7 @@ and the lease covering it in one Cluster slot. Every failure is raised as `Cache
 from __future__ import annotations
 
 import hashlib
+import os
 import zlib
 from collections.abc import Callable, Iterable
 from functools import cache, partial
@@ -17,9 +18,15 @@ from importlib.resources import files
 from string import Template
 from typing import Any
 
-from redis import Redis
+from redis import ConnectionPool, Redis
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import (
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+)
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.sentinel import Sentinel
 
 from cartsvc.backends.base import (
@@ -107,6 +114,9 @@ class RedisStore:
         # client connects as it is made: a cache that is down must not fail the app's start).
         self._client = None if callable(client) else client
         self._connect = client if callable(client) else None
+        # How the scripts are sent, for the client they were set up for.
+        self._scripts_run: Callable[..., Any] | None = None
+        self._scripts_client: Any = None
         self.prefix = prefix
         self.buckets = buckets or (CLUSTER_BUCKETS if isinstance(client, RedisCluster) else 1)
         # The one bucket's shared keys on a plain or Sentinel Redis (tests look at them).
@@ -177,12 +187,23 @@ class RedisStore:
 
     def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         script = self._scripts[name]
+        client = self.client
+        run = self._scripts_run
+        if run is None or self._scripts_client is not client:
+            # A Cluster client routes each command itself; on a plain or Sentinel client
+            # the scripts take the short way (see `_Connections`).
+            run = self._scripts_run = (
+                client.execute_command
+                if isinstance(client, RedisCluster)
+                else _Connections(client.connection_pool)
+            )
+            self._scripts_client = client
         try:
             try:
-                return self.client.evalsha(script.sha, len(keys), *keys, *args)
+                return run("EVALSHA", script.sha, len(keys), *keys, *args)
             except NoScriptError:
                 # Redis restarted or flushed its script cache: load it again, once.
-                return self.client.eval(script.source, len(keys), *keys, *args)
+                return run("EVAL", script.source, len(keys), *keys, *args)
         except _ERRORS as exc:
             raise CacheUnavailable(str(exc)) from exc
 
@@ -410,6 +431,75 @@ class RedisStore:
                 self.client.delete(*keys[start : start + 500])
         except _ERRORS as exc:
             raise CacheUnavailable(str(exc)) from exc
+
+
+class _Connections:
+    """The scripts' own connections, made by the client's pool and kept in a free list of
+    their own: calling one runs a command the way redis-py's `execute_command` does for a
+    command with no reply callback (EVALSHA, EVAL), with the connection's retry policy and
+    reconnect-on-failure, its health checks, and Sentinel's refusal of a demoted primary,
+    but without the client's and the pool's per-call observability hooks, which cost a cart
+    read more CPU than its own work (bench/profile.md).
+
+    Taking and giving back are a list's pop and append (atomic under the GIL, so threads
+    share it safely); a forked child starts an empty list (its parent's sockets are not
+    its own); at most KEEP idle connections are kept, the rest are closed."""
+
+    KEEP = 64
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self.idle: list[Any] = []
+        self.pid = os.getpid()
+
+    def __call__(self, *args: Any) -> Any:
+        if self.pid != os.getpid():
+            self.idle, self.pid = [], os.getpid()
+        try:
+            conn = self.idle.pop()
+        except IndexError:
+            conn = self.pool.make_connection()
+        answered = False
+        try:
+            self._ready(conn)
+            found = conn.retry.call_with_retry(
+                lambda: _send_and_read(conn, args), lambda _error: conn.disconnect()
+            )
+            answered = True
+            return found
+        except RedisError:
+            answered = True  # the reply was read, or the connection dropped
+            raise
+        finally:
+            # Interrupted between the request and its reply (a signal, a time limit), the
+            # connection may hold an unread reply: it must not serve the next command.
+            if not answered or conn.should_reconnect():
+                conn.disconnect()
+            if len(self.idle) < self.KEEP:
+                self.idle.append(conn)
+            else:
+                conn.disconnect()
+
+    def _ready(self, conn: Any) -> None:
+        """What the pool's own checkout does: connected (Sentinel's connection class asks
+        for the current primary), and not holding data nobody asked for (a server that
+        closed the connection, after a restart or a failover, is reconnected before the
+        command rather than failing it)."""
+        primary = getattr(self.pool, "master_address", None)  # Sentinel's latest answer
+        if primary is not None and conn.is_connected and (conn.host, conn.port) != primary:
+            conn.disconnect()  # the pool moved to a new primary: so do its other connections
+        conn.connect()
+        try:
+            if conn.can_read():
+                raise RedisConnectionError("the connection holds an unread reply")
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            conn.disconnect()
+            conn.connect()
+
+
+def _send_and_read(conn: Any, args: tuple[Any, ...]) -> Any:
+    conn.send_command(*args)
+    return conn.read_response()
 
 
 def _primary_epoch(info: dict[str, Any]) -> str:
