@@ -90,6 +90,19 @@ TEMPLATES = [
 # ------------------------------------------------------------------ database
 
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+
+
+def _prepare_threshold(raw: str) -> int | None:
+    """psycopg's prepare_threshold from DB_PREPARE_THRESHOLD: "off" (or empty) for None."""
+    if raw.strip().lower() in ("", "off", "none"):
+        return None
+    if not raw.strip().isdigit():
+        raise ImproperlyConfigured(
+            f"DB_PREPARE_THRESHOLD must be a whole number of executions or 'off', not {raw!r}"
+        )
+    return int(raw)
+
+
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.postgresql":
@@ -106,6 +119,13 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
             ]
         ),
         "connect_timeout": 5,
+        # Parameters bound by the server, and a statement run DB_PREPARE_THRESHOLD times on a
+        # connection prepared there: the cart's commit is one large statement whose parsing
+        # and planning cost PostgreSQL more than running it (bench/results.md). Behind a
+        # pooler in transaction mode that can not keep prepared statements (PgBouncer before
+        # 1.21, or without max_prepared_statements), set DB_PREPARE_THRESHOLD to "off".
+        "server_side_binding": True,
+        "prepare_threshold": _prepare_threshold(os.environ.get("DB_PREPARE_THRESHOLD", "5")),
     }
     if os.environ.get("DATABASE_TEST_NAME"):
         _db["TEST"] = {"NAME": os.environ["DATABASE_TEST_NAME"]}
