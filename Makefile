@@ -139,6 +139,8 @@ test-nightly:
 bench: venv services wrk
 	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
 	  $(PY) bench/run.py
+	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
+	  $(PY) bench/profile_http.py | tee bench/profile.md
 	$(PY) bench/failover_cost.py | tee bench/failover.md
 	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
 	  CART_SUBSCRIPTION_NUDGE=0 $(PY) bench/subscriptions_bench.py | tee bench/subscriptions.md

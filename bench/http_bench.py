@@ -3,7 +3,8 @@
 Not named http.py: `python bench/run.py` puts bench/ first on sys.path, where a module named
 `http` would shadow the standard library's (Django imports http.cookies).
 
-One gunicorn (2 sync workers, persistent database connections, DEBUG off, bench.naivecart
+One gunicorn ((2 x CPUs) + 1 sync workers, gunicorn's advice; BENCH_HTTP_WORKERS to change it;
+persistent database connections, DEBUG off, bench.naivecart
 installed) serves every endpoint of one run; wrk drives each for 10 s with 16 connections
 after a short warm-up, in interleaved rounds (the reads together, then the writes):
 
@@ -67,7 +68,9 @@ WARMUP = 2
 ROUNDS = 5
 CONNECTIONS = 16
 THREADS = 2
-WORKERS = 2
+# gunicorn's advice for sync workers, (2 x CPUs) + 1: a sync worker waits on every round trip
+# (Redis, PostgreSQL, the client's close), so fewer workers than that leave the CPUs idle.
+WORKERS = int(os.environ.get("BENCH_HTTP_WORKERS", str(2 * len(os.sched_getaffinity(0)) + 1)))
 WORKER_CLASS = os.environ.get("BENCH_HTTP_WORKER_CLASS", "sync")
 WORKER_THREADS = int(os.environ.get("BENCH_HTTP_WORKER_THREADS", "1"))
 ADD_BODY = orjson.dumps({"sku": SKUS[0], "quantity": 1}).decode()
