@@ -171,3 +171,30 @@ def test_redis_url_of_each_topology_reaches_the_image(tmp_path, url, image_url, 
         tmp_path,
     )
     assert done.stdout.split() == ["redis", image_url, django_cache], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "threshold"), [(None, "5"), ("0", "0"), ("12", "12"), ("off", "None"), ("", "None")]
+)
+def test_postgresql_binds_parameters_and_prepares_what_runs_often(tmp_path, raw, threshold):
+    env = {"DJANGO_SECRET_KEY": "x" * 50, "DATABASE_URL": "postgres://u@db.invalid:5432/shop"}
+    if raw is not None:
+        env["DB_PREPARE_THRESHOLD"] = raw
+    done = django_in(
+        env,
+        "from django.conf import settings as s; o = s.DATABASES['default']['OPTIONS'];"
+        " print(o['server_side_binding'], o['prepare_threshold'])",
+        tmp_path,
+    )
+    assert done.stdout.split() == ["True", threshold], done.stderr
+
+
+def test_a_prepare_threshold_that_is_not_a_number_is_refused_at_start(tmp_path):
+    env = {
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "DATABASE_URL": "postgres://u@db.invalid:5432/shop",
+        "DB_PREPARE_THRESHOLD": "sometimes",
+    }
+    done = django_in(env, "print('started')", tmp_path)
+    assert done.returncode != 0 and "started" not in done.stdout
+    assert "DB_PREPARE_THRESHOLD must be a whole number of executions or 'off'" in done.stderr
