@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import weakref
 import zlib
 from collections.abc import Callable, Iterable
 from functools import cache, partial
@@ -434,31 +435,36 @@ class RedisStore:
 
 
 class _Connections:
-    """The scripts' own connections, made by the client's pool and kept in a free list of
-    their own: calling one runs a command the way redis-py's `execute_command` does for a
-    command with no reply callback (EVALSHA, EVAL), with the connection's retry policy and
-    reconnect-on-failure, its health checks, and Sentinel's refusal of a demoted primary,
-    but without the client's and the pool's per-call observability hooks, which cost a cart
-    read more CPU than its own work (bench/profile.md).
+    """The scripts' own connections: checked out of the client's pool once and kept, in a
+    free list of their own. Calling one runs a command the way redis-py's `execute_command`
+    does for a command with no reply callback (EVALSHA, EVAL), with the connection's retry
+    policy and reconnect-on-failure, its health checks, and Sentinel's refusal of a demoted
+    primary, but without the client's and the pool's per-call observability hooks, which
+    cost a cart read more CPU than its own work (bench/profile.md).
 
-    Taking and giving back are a list's pop and append (atomic under the GIL, so threads
-    share it safely); a forked child starts an empty list (its parent's sockets are not
-    its own); at most KEEP idle connections are kept, the rest are closed."""
+    The pool counts them as in use (its max_connections holds, its disconnect() reaches
+    them, and a forked child's pool starts afresh); at most KEEP idle ones are kept, the
+    rest go back to the pool, and all of them when this object is dropped (a store that is
+    rebuilt, or whose client is replaced). Taking and giving back are a list's pop and
+    append (atomic under the GIL, so threads share it safely); a forked child empties the
+    list (its parent's connections are not its own)."""
 
-    KEEP = 64
+    KEEP = 16
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self.idle: list[Any] = []
         self.pid = os.getpid()
+        weakref.finalize(self, _give_back, pool, self.idle)
 
     def __call__(self, *args: Any) -> Any:
         if self.pid != os.getpid():
-            self.idle, self.pid = [], os.getpid()
+            self.idle.clear()
+            self.pid = os.getpid()
         try:
             conn = self.idle.pop()
         except IndexError:
-            conn = self.pool.make_connection()
+            conn = self.pool.get_connection()
         answered = False
         try:
             self._ready(conn)
@@ -478,13 +484,16 @@ class _Connections:
             if len(self.idle) < self.KEEP:
                 self.idle.append(conn)
             else:
-                conn.disconnect()
+                self.pool.release(conn)
 
     def _ready(self, conn: Any) -> None:
         """What the pool's own checkout does: connected (Sentinel's connection class asks
         for the current primary), and not holding data nobody asked for (a server that
         closed the connection, after a restart or a failover, is reconnected before the
-        command rather than failing it)."""
+        command rather than failing it). Stricter than redis-py 8's checkout, which skips
+        the second check when maintenance notifications may come (their default): these
+        connections subscribe to nothing, so unread data is a dead connection or a stale
+        reply; a push notification, if a server sent one, costs a reconnect."""
         primary = getattr(self.pool, "master_address", None)  # Sentinel's latest answer
         if primary is not None and conn.is_connected and (conn.host, conn.port) != primary:
             conn.disconnect()  # the pool moved to a new primary: so do its other connections
@@ -495,6 +504,13 @@ class _Connections:
         except (RedisConnectionError, RedisTimeoutError, OSError):
             conn.disconnect()
             conn.connect()
+
+
+def _give_back(pool: ConnectionPool, idle: list[Any]) -> None:
+    """The connections of a dropped free list, back to their pool (which ignores those of
+    another process)."""
+    while idle:
+        pool.release(idle.pop())
 
 
 def _send_and_read(conn: Any, args: tuple[Any, ...]) -> Any:

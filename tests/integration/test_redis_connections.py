@@ -99,3 +99,39 @@ def test_the_scripts_follow_a_new_client(store):
     store._client = store.client.__class__(connection_pool=store.client.connection_pool)
     store.read(CART, "t", 2000, KEEP, "")
     assert store._scripts_run is not first
+
+
+def client_id(conn) -> int:
+    conn.send_command("CLIENT", "ID")
+    return conn.read_response()
+
+
+def test_a_connection_follows_the_pool_to_a_new_primary(store, monkeypatch):
+    """Sentinel's pool learns of a new primary (its master_address): a connection still on
+    the old one is closed and made again, through the pool's class, before the command."""
+    runner = scripts(store)
+    (conn,) = runner.idle
+    before = client_id(conn)
+    pool = store.client.connection_pool
+    monkeypatch.setattr(pool, "master_address", ("127.0.0.1", 1), raising=False)
+    store.read(CART, "t", 2000, KEEP, "")
+    monkeypatch.undo()
+    assert client_id(conn) != before  # reconnected (to where the pool's class points)
+    before = client_id(conn)
+    store.read(CART, "t", 2000, KEEP, "")
+    assert client_id(conn) == before  # no new primary: the connection stays
+
+
+def test_stores_dropped_give_their_connections_back_to_the_pool(store):
+    """The pool counts the scripts' connections (its max_connections holds), and a store
+    that is dropped returns them: many stores built and dropped on one client never use the
+    pool up."""
+    pool = store.client.connection_pool
+    in_use = len(pool._in_use_connections)
+    for number in range(pool.max_connections + 6):
+        other = RedisStore(store.client, f"{store.prefix}-{number}")
+        other.read(CART, "t", 2000, KEEP, "")
+        assert len(pool._in_use_connections) == in_use + 1
+        del other
+    assert len(pool._in_use_connections) == in_use
+    assert store.client.ping()
