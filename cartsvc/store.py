@@ -865,8 +865,10 @@ def count_active(since: datetime | None) -> int:
 # ---------------------------------------------------------------- subscriptions
 # The order and the horizon subscribers read in: see cartsvc.subscriptions and migration 0005.
 
+# The columns by name, not *: a statement prepared on a long-lived connection keeps its
+# result type, and a migration that adds a column would make `SELECT *` fail there once.
 _EVENTS_AFTER = (
-    "SELECT * FROM cartsvc_cartevent WHERE (position, id) > (%s, %s){horizon}"
+    "SELECT {columns} FROM cartsvc_cartevent WHERE (position, id) > (%s, %s){horizon}"
     " ORDER BY position, id LIMIT %s"
 )
 # The horizon: the oldest transaction still running in this database (or, if none, the next
@@ -896,11 +898,12 @@ def _pg_horizon() -> int:
 
 def events_after(position: int, last_id: int, limit: int) -> list[CartEvent]:
     """Committed events after (position, last_id), in subscriber order, at most `limit`."""
+    columns = ", ".join(field.column for field in CartEvent._meta.concrete_fields)
     if connection.vendor == "postgresql":
         horizon = _pg_horizon()
-        sql = _EVENTS_AFTER.format(horizon=" AND position < %s")
+        sql = _EVENTS_AFTER.format(columns=columns, horizon=" AND position < %s")
         return list(CartEvent.objects.raw(sql, [position, last_id, horizon, limit]))
-    sql = _EVENTS_AFTER.format(horizon="")
+    sql = _EVENTS_AFTER.format(columns=columns, horizon="")
     return list(CartEvent.objects.raw(sql, [position, last_id, limit]))
 
 
