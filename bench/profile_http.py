@@ -1,12 +1,13 @@
 """Where the gunicorn workers' time goes on the cart endpoints: py-spy on the workers under wrk.
 
-Part of `make bench` (bench/profile.md). One gunicorn, as bench/http_bench.py starts it (2 sync
-workers, persistent database connections, DEBUG off); for each endpoint wrk drives 16
-connections for a few seconds while `py-spy record --subprocesses` samples both workers (the
-processes are paused for each sample, so the request rate under the profiler is lower than the
-HTTP bench's). The summary keeps, per endpoint, the share of samples by layer (the frame
-at the top of each stack: whose code was running, or waiting in a socket call) and the
-functions with the most samples of their own.
+Part of `make bench` (bench/profile.md). One gunicorn, as bench/http_bench.py starts it (the
+same sync workers, persistent database connections, DEBUG off); for each endpoint wrk drives
+16 connections for a few seconds while `py-spy record --subprocesses --idle` samples every
+worker (the processes are paused for each sample, so the request rate under the profiler is
+lower than the HTTP bench's). Samples taken while a worker handles a request are kept, waits
+included (--idle): the summary gives, per endpoint, their share by layer (the frame at the top
+of each stack: whose code was running, or which socket call was waiting) and the functions with
+the most samples of their own.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ LAYERS = (
     ("psycopg/", "psycopg (waits for PostgreSQL included)"),
     ("django/", "Django"),
     ("asgiref/", "Django"),
-    ("gunicorn/", "gunicorn (socket writes and closes included)"),
+    ("gunicorn/", "gunicorn (writing the answer included)"),
 )
 
 
@@ -95,6 +96,7 @@ def profile(master: int, url: str, script: Path, out: Path) -> int:
             "--pid",
             str(master),
             "--subprocesses",
+            "--idle",  # waits on Redis and PostgreSQL are where a request's time goes too
             "--rate",
             str(RATE),
             "--duration",
@@ -174,9 +176,9 @@ def main() -> int:
             "",
             f"py-spy {RATE} samples/s on each of the {http_bench.WORKERS} gunicorn workers while"
             f" wrk drives {http_bench.CONNECTIONS} connections for {SECONDS} s per endpoint."
-            " A sample counts for the frame on top of its stack: the code running then, or"
-            " the socket call waiting (Redis, PostgreSQL, the client). Only request handling"
-            " is counted (samples under gunicorn's handle_request).",
+            " Every sample of a worker handling a request counts (gunicorn's handle_request;"
+            " waits included, py-spy --idle), for the frame on top of its stack: the code"
+            " running then, or the socket call waiting (Redis, PostgreSQL).",
             "",
         ]
         for number, (name, url, script) in enumerate(runs):
