@@ -147,6 +147,8 @@ bench: venv services wrk
 	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
 	  CART_SUBSCRIPTION_NUDGE=0 $(PY) bench/trigger_cost.py | tee bench/trigger.md
 	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
+	  CART_SUBSCRIPTION_NUDGE=0 $(PY) bench/binding_cost.py | tee bench/binding.md
+	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
 	  CART_SUBSCRIPTION_NUDGE=0 $(PY) bench/commit_bench.py | tee bench/commits.md
 
 # Proof under fire (issue 8): a bounded load on several gunicorn workers while a seeded fault
