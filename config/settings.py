@@ -121,9 +121,9 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
         "connect_timeout": 5,
         # Parameters bound by the server, and a statement run DB_PREPARE_THRESHOLD times on a
         # connection prepared there: the cart's commit is one large statement whose parsing
-        # and planning cost PostgreSQL more than running it (bench/results.md). Behind a
+        # and planning cost PostgreSQL more than running it (bench/binding.md). Behind a
         # pooler in transaction mode that can not keep prepared statements (PgBouncer before
-        # 1.21, or without max_prepared_statements), set DB_PREPARE_THRESHOLD to "off".
+        # 1.22, or without max_prepared_statements), set DB_PREPARE_THRESHOLD to "off".
         "server_side_binding": True,
         "prepare_threshold": _prepare_threshold(os.environ.get("DB_PREPARE_THRESHOLD", "5")),
     }
