@@ -69,14 +69,20 @@ def get_cart(cart_id: Any) -> dict[str, Any]:
     }
 
 
+def _open_for_update(cart_id: Any) -> NaiveCart:
+    """The cart's row, locked until the transaction ends; it must still be open."""
+    cart = NaiveCart.objects.select_for_update().get(pk=cart_id)
+    if cart.status != "open":
+        raise ValueError(f"cart is {cart.status}")
+    return cart
+
+
 def add_line(cart_id: Any, sku: str, quantity: int = 1) -> dict[str, Any]:
     """Add `quantity` of `sku` (merging into the existing line), then return the cart."""
     if quantity < 1:
         raise ValueError("quantity must be a positive integer")
     with transaction.atomic():
-        cart = NaiveCart.objects.select_for_update().get(pk=cart_id)
-        if cart.status != "open":
-            raise ValueError(f"cart is {cart.status}")
+        cart = _open_for_update(cart_id)
         product = Product.objects.get(sku=sku, active=True)
         line, _created = NaiveLine.objects.get_or_create(
             cart=cart,
@@ -94,9 +100,7 @@ def set_quantity(cart_id: Any, line_id: int, quantity: int) -> dict[str, Any]:
     if quantity < 1:
         raise ValueError("quantity must be a positive integer")
     with transaction.atomic():
-        cart = NaiveCart.objects.select_for_update().get(pk=cart_id)
-        if cart.status != "open":
-            raise ValueError(f"cart is {cart.status}")
+        cart = _open_for_update(cart_id)
         line = NaiveLine.objects.get(pk=line_id, cart=cart)
         product = Product.objects.get(sku=line.sku, active=True)
         if quantity > product.stock:
@@ -110,9 +114,7 @@ def apply_discount(cart_id: Any, code: str) -> dict[str, Any]:
     """Put an active discount code on the cart (its minimum subtotal checked), then return
     the cart; applying the code the cart already has changes nothing."""
     with transaction.atomic():
-        cart = NaiveCart.objects.select_for_update().get(pk=cart_id)
-        if cart.status != "open":
-            raise ValueError(f"cart is {cart.status}")
+        cart = _open_for_update(cart_id)
         discount = DiscountCode.objects.get(code__iexact=code.strip(), active=True)
         lines = NaiveLine.objects.filter(cart=cart)
         subtotal = sum((line.unit_price * line.quantity for line in lines), ZERO)
@@ -127,9 +129,7 @@ def checkout(cart_id: Any) -> dict[str, Any]:
     """Freeze an open cart, taking its items from stock in the same transaction, all or
     nothing (products locked in sku order, so two checkouts never deadlock)."""
     with transaction.atomic():
-        cart = NaiveCart.objects.select_for_update().get(pk=cart_id)
-        if cart.status != "open":
-            raise ValueError(f"cart is {cart.status}")
+        cart = _open_for_update(cart_id)
         wanted = dict(NaiveLine.objects.filter(cart=cart).values_list("sku", "quantity"))
         if not wanted:
             raise ValueError("an empty cart can not be checked out")
