@@ -20,6 +20,7 @@ counted and shown (`manage.py cart_subscriptions`, /healthz), until `resume`.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -415,28 +416,56 @@ def resume(name: str) -> None:
 class _Nudger:
     """Asks a Celery worker to drain soon after a command commits, from a thread of its own,
     at most every NUDGE_EVERY seconds: a request never waits for the broker, and a broker
-    that is down only delays delivery until the periodic drain (beat) runs again."""
+    that is down only delays delivery until the periodic drain (beat) runs again.
+
+    At the process's exit the thread is stopped and waited for (at most EXIT_WAIT seconds):
+    a daemon thread still sending, or writing a warning, while the interpreter shuts down
+    can abort the process (a management command that changed a cart, then exited)."""
 
     NUDGE_EVERY = 0.2
+    EXIT_WAIT = 5.0
 
     def __init__(self) -> None:
         self.wanted = threading.Event()
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
         self.pid = 0
         self.lock = threading.Lock()
+        self.exit_hooked = False
 
     def nudge(self) -> None:
         if self.pid != os.getpid():  # not started yet, or a forked worker: no thread here
             with self.lock:
                 if self.pid != os.getpid():
                     self.pid = os.getpid()
-                    self.wanted = threading.Event()
-                    threading.Thread(target=self._run, name="cartsvc-nudge", daemon=True).start()
+                    self.wanted, self.stopping = threading.Event(), threading.Event()
+                    self.thread = threading.Thread(
+                        target=self._run,
+                        args=(self.wanted, self.stopping),
+                        name="cartsvc-nudge",
+                        daemon=True,
+                    )
+                    self.thread.start()
+                    if not self.exit_hooked:  # a forked child inherits the parent's hook
+                        atexit.register(self.stop)
+                        self.exit_hooked = True
         self.wanted.set()
 
-    def _run(self) -> None:
-        wanted = self.wanted
+    def stop(self) -> None:
+        """End this process's thread after the send in flight, if any."""
+        thread = self.thread
+        if thread is None or self.pid != os.getpid():
+            return
+        self.stopping.set()
+        self.wanted.set()
+        thread.join(self.EXIT_WAIT)
+
+    @staticmethod
+    def _run(wanted: threading.Event, stopping: threading.Event) -> None:
         while True:
             wanted.wait()
+            if stopping.is_set():
+                return
             wanted.clear()
             try:
                 # By name: the task module imports the lifecycle, which imports the image.
@@ -444,7 +473,8 @@ class _Nudger:
             except Exception as exc:  # noqa: BLE001 - the broker's errors, whatever its transport
                 metrics.inc("subscription_nudge_errors")
                 log.warning("could not ask a worker to drain subscriptions: %s", exc)
-            time.sleep(self.NUDGE_EVERY)
+            if stopping.wait(_Nudger.NUDGE_EVERY):
+                return
 
 
 _nudger = _Nudger()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -117,3 +119,38 @@ def test_the_abandoned_signal_is_not_sent_again_when_a_later_cart_fails(products
         cart_abandoned.disconnect(mailer)
     # Never again for another cart's failure: only the failing one's own attempt repeats.
     assert sent == [first, failing, failing, last]
+
+
+# A process that nudged, then exits at once (as a management command does): the interpreter
+# shuts down while the nudge thread is still sending.
+NUDGE_THEN_EXIT = """
+import pathlib, sys, time, types
+import django
+django.setup()
+from cartsvc import subscriptions
+
+def slow_send(*args, **kwargs):
+    time.sleep(0.5)  # a broker that takes its time
+    sys.stderr.write("sent\\n")  # a warning written while the interpreter shuts down
+    pathlib.Path(sys.argv[1]).write_text("sent")
+
+subscriptions.current_app = types.SimpleNamespace(send_task=slow_send)
+subscriptions._nudger.nudge()
+time.sleep(0.1)  # the thread has picked the nudge up
+"""
+
+
+def test_a_process_exits_cleanly_after_its_nudge_is_sent(tmp_path):
+    """The nudge thread is waited for at exit: a daemon thread still sending (or writing to
+    stderr) while the interpreter shuts down can abort the process."""
+    marker = tmp_path / "sent"
+    done = subprocess.run(
+        [sys.executable, "-c", NUDGE_THEN_EXIT, str(marker)],
+        cwd=os.getcwd(),
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == "sent"
