@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial, wraps
 from typing import Any, ParamSpec, TypeVar
@@ -407,11 +408,31 @@ def _wait_release(cart_id: str, deadline: float, wait_ms: int) -> bool:
     return True
 
 
+def _scriptable(token: str) -> bool:
+    """A viewer the lock script compares exactly: a visitor, or an id below 2**53."""
+    return token == "-" or (token.isdigit() and 0 < int(token) < c.VIEWER_ID_LIMIT)
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Whom a one-cart command runs for, checked before its lock is taken: the lock script
+    checks `token` ("-" a visitor, else the user's id) against the cached state in the same
+    round trip; a cart not in memory, or a token the script can not compare, is read
+    (rehydrated) and `check(cart)` (raising NotFound) decides. Either way a caller who may
+    not see the cart touches nothing."""
+
+    token: str
+    check: Callable[[d.Cart], None]
+
+
 class _Locks:
     """The cache locks one command holds, and what they returned."""
 
-    def __init__(self, token: str, pinned: Iterable[str] = ()) -> None:
+    def __init__(
+        self, token: str, pinned: Iterable[str] = (), viewer: Viewer | None = None
+    ) -> None:
         self.token = token
+        self.viewer = viewer
         self.held: list[str] = []
         self.cached: dict[str, d.Cart] = {}
         self.dirty = False
@@ -428,22 +449,26 @@ class _Locks:
 
     def _take_one(self, cart_id: str, lock_ms: int) -> bool:
         """Lock one cart (keeping its cached state when the entry is usable); False when the
-        command is to write without the cache's locks (unreachable, untrusted, timed out)."""
+        command is to write without the cache's locks (unreachable, untrusted, timed out).
+        NotFound, with nothing touched, for a viewer who may not see the cart."""
         deadline = time.monotonic() + conf.LOCK_WAIT
         reconciles = 0
+        viewer = self.viewer
+        if viewer is not None and not _scriptable(viewer.token):
+            viewer.check(read_cart(cart_id))  # a caller the lock script can not check
+            viewer = None
         while True:
             known = _states.get(cart_id)
-            try:
-                result = _guarded(
-                    _store().acquire,
-                    cart_id,
-                    self.token,
-                    lock_ms,
-                    _keep_ms(),
-                    str(known.version) if known else "",
-                )
-            except c.CacheUnavailable:
+            result = self._acquire(cart_id, lock_ms, known, viewer)
+            if result is None:
                 return False
+            if result.status == c.UNSEEN:
+                # Nothing trusted in memory to tell: read the cart (which rehydrates it) and
+                # decide here; the lock is then taken without the script's check.
+                if viewer is not None:
+                    viewer.check(read_cart(cart_id))
+                viewer = None
+                continue
             if result.status == c.NO_LEASE:
                 # A lease just granted normally serves the next acquire; a few rounds at
                 # most (a lease that keeps vanishing is a cache that can not be trusted).
@@ -455,17 +480,44 @@ class _Locks:
                 if not _wait_release(cart_id, deadline, result.wait_ms):
                     return False
                 continue
-            self.held.append(cart_id)
-            if result.status == c.ACQUIRED_SAME and known is not None:
-                self.cached[cart_id] = known
-            elif result.status == c.ACQUIRED:
-                try:
-                    self.cached[cart_id] = load_state(result.payload, cart_id)
-                except CodecError as exc:
-                    # Not trusted: the command reads the cart from the database instead.
-                    metrics.inc("bad_entries")
-                    log.error("undecodable cache entry for cart %s: %s", cart_id, exc)
+            self._keep(cart_id, result, known)
             return True
+
+    def _acquire(
+        self, cart_id: str, lock_ms: int, known: d.Cart | None, viewer: Viewer | None
+    ) -> c.Acquired | None:
+        """One acquire; None when the cache can not be asked (the viewer is then checked on
+        the database's state). A viewer the script finds may not see the cart: NotFound."""
+        try:
+            result = _guarded(
+                _store().acquire,
+                cart_id,
+                self.token,
+                lock_ms,
+                _keep_ms(),
+                str(known.version) if known else "",
+                viewer.token if viewer else "",
+            )
+        except c.CacheUnavailable:
+            if viewer is not None:
+                viewer.check(_from_db(cart_id))
+            return None
+        if result.status == c.HIDDEN:
+            raise d.NotFound("cart not found")
+        return result
+
+    def _keep(self, cart_id: str, result: c.Acquired, known: d.Cart | None) -> None:
+        """A lock taken: held, with the cached state it found when that is usable."""
+        self.held.append(cart_id)
+        if result.status == c.ACQUIRED_SAME and known is not None:
+            self.cached[cart_id] = known
+        elif result.status == c.ACQUIRED:
+            try:
+                self.cached[cart_id] = load_state(result.payload, cart_id)
+            except CodecError as exc:
+                # Not trusted: the command reads the cart from the database instead.
+                metrics.inc("bad_entries")
+                log.error("undecodable cache entry for cart %s: %s", cart_id, exc)
 
     def settle(self, mode: c.SettleMode, states: dict[str, d.Cart] | None = None) -> None:
         for cart_id in self.held:
@@ -642,6 +694,7 @@ def execute(
     idempotency: store.Idempotency | None = None,
     within: Callable[[dict[str, d.Cart]], None] | None = None,
     after_commit: Callable[[dict[str, d.Cart]], None] | None = None,
+    viewer: Viewer | None = None,
 ) -> dict[str, d.Cart]:
     """Run one command over one or more carts; returns each cart's state afterwards.
 
@@ -652,6 +705,7 @@ def execute(
     `idempotency` makes a retry return the first answer (checked before and again under the
     lock; recorded in the command's transaction). `within(states)` runs inside the commit's
     transaction (a stock reservation) and may raise a DomainError to abort it.
+    `viewer` (one-cart commands) is checked before the lock is taken: see Viewer.
     """
     replayed = _replay(idempotency, cart_ids[0])
     if replayed is not None:
@@ -659,7 +713,7 @@ def execute(
     deferred = _deferred()
     in_doubt = False
     for attempt in range(conf.WRITE_RETRIES):
-        locks = _take_locks(cart_ids, deferred)
+        locks = _take_locks(cart_ids, deferred, viewer if len(cart_ids) == 1 else None)
         try:
             replayed = _replay(idempotency, cart_ids[0])
             if replayed is not None:
@@ -707,16 +761,18 @@ def execute(
     raise d.Busy("the cart is too busy right now, try again")
 
 
-def _take_locks(cart_ids: list[str], deferred: _Deferred | None) -> _Locks:
+def _take_locks(
+    cart_ids: list[str], deferred: _Deferred | None, viewer: Viewer | None = None
+) -> _Locks:
     """The command's locks on its carts: a token of its own, or, inside the caller's
     transaction, the transaction's token (re-entrant for the carts it already holds)."""
     if deferred is None:
-        locks = _Locks(_token())
+        locks = _Locks(_token(), viewer=viewer)
         locks.take(cart_ids)
         return locks
     # The transaction's own token: a cart an earlier command of it holds is taken
     # again (re-entrant), and its state is that command's, not the cache's.
-    locks = _Locks(deferred.token, pinned=deferred.held)
+    locks = _Locks(deferred.token, pinned=deferred.held, viewer=viewer)
     locks.take(cart_ids)
     for key in deferred.held.intersection(cart_ids):
         locks.cached.pop(key, None)  # the cache is behind our own rows: read them
@@ -837,6 +893,7 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
             idempotency: store.Idempotency | None = None,
             within: Callable[[dict[str, d.Cart]], None] | None = None,
             after_commit: Callable[[dict[str, d.Cart]], None] | None = None,
+            viewer: Viewer | None = None,
             **kwargs: Any,
         ) -> Any:
             key = cart_key(cart_id)
@@ -854,6 +911,7 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
                 idempotency=idempotency,
                 within=within,
                 after_commit=after_commit,
+                viewer=viewer,
             )
             return states[key]
 

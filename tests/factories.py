@@ -1,12 +1,14 @@
-"""Factories: products and carts built through the public service."""
+"""Factories: products and carts built through the public service (or, for a state, in memory)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.test import Client
 
 from carts.models import DiscountCode, Product
+from cartsvc import domain as d
 from cartsvc import service
 
 
@@ -40,3 +42,24 @@ def logged_in(user, **client_kwargs) -> Client:
     client = Client(**client_kwargs)
     client.force_login(user)
     return client
+
+
+def cart_state(**fields) -> d.Cart:
+    """A cart's state built in memory (nothing stored), with a line whose options use the
+    state's own short keys ("o", "st"): a payload check must not take them for the cart's."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    values = {
+        "id": "00000000-0000-4000-8000-000000000001",
+        "version": 3,
+        "status": d.OPEN,
+        "currency": "USD",
+        "owner_id": None,
+        "lines": (
+            d.Line(1, "SKU-1", "Product 1", (("o", "7"), ("st", "closed")), 1, Decimal("1.00")),
+        ),
+        "discount": None,
+        "next_line_id": 2,
+        "created_at": at,
+        "updated_at": at,
+    }
+    return d.Cart(**{**values, **fields})

@@ -22,10 +22,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, NamedTuple, Protocol
 
+import orjson
+
 # read() statuses; HIT_SAME: the entry is at the version the caller already holds
 HIT, CLAIMED, BUSY, NO_LEASE, FILLING, HIT_SAME = 0, 1, 2, 3, 4, 5
-# acquire() statuses (BUSY and NO_LEASE as above)
-ACQUIRED, ACQUIRED_EMPTY, ACQUIRED_SAME = 0, 1, 6
+# acquire() statuses (BUSY and NO_LEASE as above); with a viewer, HIDDEN: the cached state
+# is not the viewer's to see, UNSEEN: no trusted state to tell (nothing was touched for either)
+ACQUIRED, ACQUIRED_EMPTY, ACQUIRED_SAME, HIDDEN, UNSEEN = 0, 1, 6, 7, 8
 # reconcile_begin() statuses
 WAIT, RECONCILING, LEASED = 0, 1, 2
 # Read activity is written (field s, the seen set, the key's expiry) at most this often.
@@ -42,6 +45,8 @@ CONSTANTS: dict[str, int] = {
     "ACQUIRED": ACQUIRED,
     "ACQUIRED_EMPTY": ACQUIRED_EMPTY,
     "ACQUIRED_SAME": ACQUIRED_SAME,
+    "HIDDEN": HIDDEN,
+    "UNSEEN": UNSEEN,
     "WAIT": WAIT,
     "RECONCILING": RECONCILING,
     "LEASED": LEASED,
@@ -68,9 +73,32 @@ class Read(NamedTuple):
     gen: Generation = ""
 
 
+# A viewer's id is compared as a number in the Redis script (Lua's numbers are doubles):
+# ids beyond this are checked by the service instead (no viewer is passed).
+VIEWER_ID_LIMIT = 2**53
+
+
+def visible_in_payload(payload: bytes, viewer: str) -> bool | None:
+    """Whether a cached state (events.dump_state's JSON: status "st", owner "o") may be
+    seen by `viewer` ("-" a visitor, else a user's id): a closed cart by no one, an owned
+    one by its owner only. None when the payload can not tell (not a state). The Redis
+    script acquire.lua does the same; the store contract tests hold both to it."""
+    try:
+        state = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(state, dict) or "st" not in state:
+        return None
+    if state["st"] == "closed":
+        return False
+    owner = state.get("o")
+    return owner is None or (viewer != "-" and str(owner) == viewer)
+
+
 class Acquired(NamedTuple):
     """What `acquire` found: ACQUIRED (with the cached version and payload), ACQUIRED_SAME,
-    ACQUIRED_EMPTY, BUSY (with the lock's remaining ms) or NO_LEASE."""
+    ACQUIRED_EMPTY, BUSY (with the lock's remaining ms), NO_LEASE, or with a viewer HIDDEN
+    or UNSEEN."""
 
     status: int
     version: int = 0
@@ -112,9 +140,12 @@ class ImageStore(Protocol):
         """Store a rehydrated state if the generation is unchanged, no writer holds the lock
         and nothing newer is cached."""
 
-    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str) -> Acquired:
+    def acquire(
+        self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str, viewer: str = ""
+    ) -> Acquired:
         """Take the writer lock, returning what is cached (ACQUIRED_SAME when the entry is at
-        version `known`)."""
+        version `known`). With a `viewer` ("-" a visitor, else a user's id), the cached state
+        is checked first, as `visible_in_payload` does: HIDDEN or UNSEEN take nothing."""
 
     def settle(
         self, cart_id: str, token: str, mode: SettleMode, version: int, payload: bytes, keep_ms: int

@@ -250,9 +250,11 @@ class RedisStore:
         args = [cart_id, gen, token, version, payload, keep_ms]
         return bool(self._call("fill", keys, args))
 
-    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str) -> Acquired:
+    def acquire(
+        self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str, viewer: str = ""
+    ) -> Acquired:
         keys = [self.key(cart_id), self.data_key(cart_id), self.lease_key_of(self.scope(cart_id))]
-        found = self._call("acquire", keys, [token, lock_ms, keep_ms, known])
+        found = self._call("acquire", keys, [token, lock_ms, keep_ms, known, viewer])
         status = found[0]
         if status == ACQUIRED:
             return Acquired(ACQUIRED, version=int(found[1]), payload=found[2])

@@ -21,12 +21,14 @@ from cartsvc.backends.base import (
     BUSY,
     CLAIMED,
     FILLING,
+    HIDDEN,
     HIT,
     HIT_SAME,
     LEASED,
     NO_LEASE,
     RECONCILING,
     SEEN_EVERY_MS,
+    UNSEEN,
     WAIT,
     Acquired,
     CacheUnavailable,
@@ -36,6 +38,7 @@ from cartsvc.backends.base import (
     Read,
     Reconcile,
     SettleMode,
+    visible_in_payload,
 )
 from cartsvc.conf import conf
 
@@ -175,15 +178,21 @@ class EmbeddedStore:
 
         return self._tx(op)
 
-    def acquire(self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str) -> Acquired:
+    def acquire(
+        self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str, viewer: str = ""
+    ) -> Acquired:
         def op(conn: sqlite3.Connection, now: int) -> Acquired:
             if not self._lease(conn, now):
                 return Acquired(NO_LEASE)
             h = self._get(conn, cart_id, now) or {}
-            if h.get("m") and h["m"] != token:
-                if h["mx"] > now:
-                    return Acquired(BUSY, wait_ms=h["mx"] - now)
-                h.update(v=None, d=None)
+            held = bool(h.get("m")) and h["m"] != token
+            if held and h["mx"] <= now:
+                h.update(v=None, d=None)  # a dead writer's lock: its entry is not trusted
+            refused = _refused(h, viewer) if viewer else None
+            if refused is not None:
+                return Acquired(refused)
+            if held and h["mx"] > now:
+                return Acquired(BUSY, wait_ms=h["mx"] - now)
             if h.get("v") is None:
                 cached = Acquired(ACQUIRED_EMPTY)
             elif str(h["v"]) == known:
@@ -366,6 +375,17 @@ class EmbeddedStore:
     def clear(self) -> None:
         self._tx(lambda conn, now: conn.execute("DELETE FROM entry").close())
         self._tx(lambda conn, now: conn.execute("DELETE FROM meta").close())
+
+
+def _refused(h: dict[str, Any], viewer: str) -> int | None:
+    """Before anything is touched (as acquire.lua does): UNSEEN with no trusted state to
+    check the viewer against, HIDDEN for a viewer who may not see the cart, else None."""
+    if h.get("v") is None:
+        return UNSEEN
+    seen = visible_in_payload(h["d"], viewer)
+    if seen is None:
+        return UNSEEN
+    return None if seen else HIDDEN
 
 
 # The class `open_store` builds (see cartsvc.backends).

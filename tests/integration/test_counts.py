@@ -52,6 +52,32 @@ def test_command_on_a_warm_cart_is_one_transaction_and_two_round_trips(warm_cart
     assert trips.count <= 3
 
 
+@pytest.mark.parametrize("caller", ["a visitor", "its owner"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        lambda c, who: service.add_line(c.id, "SKU-1", 1, as_user=who),
+        lambda c, who: service.remove_line(c.id, c.lines[0].id, as_user=who),
+        lambda c, who: service.apply_discount(c.id, "TEN", as_user=who),
+    ],
+    ids=["add_line", "remove_line", "apply_discount"],
+)
+def test_a_callers_command_is_checked_in_the_locks_own_round_trip(products, caller, command):
+    """The caller's right to the cart is checked by the lock script itself: two round trips
+    (lock, publish), as for a command run by the shop's own code."""
+    from django.contrib.auth import get_user_model
+
+    from tests.factories import make_discount
+
+    make_discount("TEN", "percent", "10")
+    owner = get_user_model().objects.create_user("owner-c").pk if caller == "its owner" else None
+    cart = make_cart({"SKU-1": 1, "SKU-2": 1}, owner_id=owner)
+    service.get_cart(cart.id)
+    with count_round_trips() as trips:
+        command(cart, owner)
+    assert trips.count == 2
+
+
 @pytest.mark.parametrize(
     "command",
     [

@@ -11,7 +11,9 @@ from cartsvc import image
 from cartsvc.backends import base as c
 from cartsvc.backends.redis import RedisStore
 from cartsvc.backends.sqlite import EmbeddedStore
+from cartsvc.events import dump_state
 from tests.conftest import redis_backend
+from tests.factories import cart_state
 
 CART = "00000000-0000-4000-8000-000000000001"
 OTHER = "00000000-0000-4000-8000-000000000002"
@@ -105,3 +107,59 @@ def test_every_store_call_goes_through_one_guard(tmp_path, caplog):
         image._guarded(failing.read, CART, "t", 2000, KEEP, "")
     assert FailingStore.calls == 1
     assert metrics.value("redis_errors") == before + 1
+
+
+def owned_state(owner: int | None, status: str = "open") -> bytes:
+    return dump_state(cart_state(owner_id=owner, status=status))
+
+
+@pytest.mark.parametrize(
+    ("owner", "status", "viewer", "seen"),
+    [
+        (None, "open", "-", True),  # an anonymous cart: its bearer may use it
+        (None, "open", "7", True),
+        (7, "open", "7", True),  # its owner
+        (7, "open", "8", False),  # another user
+        (7, "open", "-", False),  # a visitor
+        (7, "closed", "7", False),  # a closed cart is no one's
+        (None, "closed", "-", False),
+    ],
+)
+def test_acquire_checks_the_viewer_before_it_touches_the_lock(store, owner, status, viewer, seen):
+    now = store.reconcile_begin(0, "r", 1000).now_ms
+    store.reconcile_end(0, "r", now + KEEP, [])
+    payload = owned_state(owner, status)
+    assert base_fill(store, 3, payload)
+    assert c.visible_in_payload(payload, viewer) is seen
+    got = store.acquire(CART, "w1", 5000, KEEP, "", viewer)
+    if seen:
+        assert got == c.Acquired(c.ACQUIRED, version=3, payload=payload)
+        assert store.locked(CART)
+        return
+    assert got == c.Acquired(c.HIDDEN)
+    assert not store.locked(CART)
+    # Taken by its writer meanwhile: still HIDDEN for the foreign viewer, who waits for nothing.
+    assert store.acquire(CART, "w2", 5000, KEEP, "3") == c.Acquired(c.ACQUIRED_SAME)
+    assert store.acquire(CART, "w3", 5000, KEEP, "", viewer) == c.Acquired(c.HIDDEN)
+    assert store.settle(CART, "w2", "keep", 0, b"", KEEP) is True
+
+
+def test_acquire_with_a_viewer_and_nothing_trusted_in_memory_takes_nothing(store):
+    now = store.reconcile_begin(0, "r", 1000).now_ms
+    store.reconcile_end(0, "r", now + KEEP, [])
+    assert store.acquire(CART, "w1", 5000, KEEP, "", "-") == c.Acquired(c.UNSEEN)
+    assert not store.locked(CART)
+    assert base_fill(store, 2, b'{"v":2}')  # cached, but not a state the check can read
+    assert store.acquire(CART, "w1", 5000, KEEP, "", "-") == c.Acquired(c.UNSEEN)
+    assert not store.locked(CART)
+    # A live writer's lock on a cart the viewer may see: BUSY, as without a viewer.
+    assert base_fill(store, 4, owned_state(None), cart_id=OTHER)
+    assert store.acquire(OTHER, "w2", 5000, KEEP, "").status == c.ACQUIRED
+    busy = store.acquire(OTHER, "w3", 5000, KEEP, "", "-")
+    assert busy.status == c.BUSY and busy.wait_ms > 0
+
+
+def base_fill(store, version: int, payload: bytes, cart_id: str = CART) -> bool:
+    claimed = store.read(cart_id, "f", 2000, KEEP, "")
+    assert claimed.status == c.CLAIMED
+    return store.fill(cart_id, claimed.gen, "f", version, payload, KEEP)
