@@ -596,8 +596,10 @@ def run() -> tuple[str, int]:
 def main() -> int:
     """Run, print the section and append it to bench/results.md. Exit 1 only when requests
     failed (a missed target is reported, not fatal: the numbers depend on the machine)."""
+    from django.db import connection
+
     database = settings.DATABASES["default"]
-    if database["ENGINE"] != "django.db.backends.postgresql" or "bench" not in database["NAME"]:
+    if connection.vendor != "postgresql" or "bench" not in database["NAME"]:
         sys.exit("the HTTP bench needs a PostgreSQL database named for benchmarks (make bench)")
     from django.core.management import call_command
 

@@ -144,7 +144,7 @@ def ensure_database() -> str:
     url = settings.DATABASE_URL
     parts = urlsplit(url)
     name = settings.DATABASES["default"]["NAME"]
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    if connection.vendor != "postgresql":
         sys.exit(f"bench needs DATABASE_URL=postgres://...; got {url!r}")
     if "bench" not in name:
         sys.exit(f"refusing to flush database {name!r}: its name must contain 'bench'")

@@ -53,6 +53,8 @@ PUBLIC_BY_NAME = (
     # The bundled backends' module paths, the long form of CARTIMAGE["BACKEND"].
     "cartsvc.backends.redis",
     "cartsvc.backends.sqlite",
+    # The optional PostgreSQL engine (DATABASES ENGINE).
+    "cartsvc.db.postgresql",
 )
 
 

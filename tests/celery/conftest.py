@@ -45,7 +45,7 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: flo
 def database_url() -> str:
     """This test run's database (pytest-django's test database) as a DATABASE_URL."""
     db = connection.settings_dict
-    assert db["ENGINE"] == "django.db.backends.postgresql"
+    assert connection.vendor == "postgresql"
     user = quote(db["USER"] or "", safe="")
     password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
     host = db["HOST"] or "127.0.0.1"

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 
 from cartsvc.conf import BACKEND_ALIASES, backend_module
 
@@ -110,7 +111,7 @@ def venv(wheel, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def host_env() -> dict[str, str]:
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    if connection.vendor != "postgresql":
         pytest.skip("the integration project runs on PostgreSQL")
     if backend_module(settings.CARTIMAGE["BACKEND"]) != BACKEND_ALIASES["redis"]:
         pytest.skip("the integration project runs on Redis")

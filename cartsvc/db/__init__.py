@@ -1,0 +1,1 @@
+"""Database engines for the shop's settings (optional: see docs/use-in-your-shop.md)."""
