@@ -26,6 +26,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 # A Celery worker with an embedded beat (-B) runs the sweeps beside it on the embedded
 # (filesystem) broker, logging to var/celery.log; it is stopped when runserver exits.
 CELERY_LOG ?= $${CART_VAR_DIR:-var}/celery.log
+CELERY ?= $(VENV)/bin/celery
+# Stopping the worker: a warm shutdown (TERM: the running task finishes) for at most 10 s,
+# then a cold one (QUIT: Celery stops the task and its beat) for 5 s, then KILL. Ctrl-C
+# ends `make run` in bounded time even with a worker stuck in a task or a write.
+define STOP_WORKER
+for signal in TERM QUIT KILL; do \
+  kill -$$signal $$celery 2>/dev/null || break; \
+  case $$signal in TERM) tries=100;; QUIT) tries=50;; KILL) tries=0;; esac; \
+  for _ in $$(seq $$tries); do kill -0 $$celery 2>/dev/null || break 2; sleep 0.1; done; \
+done; wait $$celery
+endef
 # HOST:PORT must be free before anything starts (bound the way runserver binds it, so a
 # socket in TIME_WAIT is no obstacle); when it is taken, name the next free port.
 define PORT_CHECK
@@ -65,9 +76,9 @@ run: venv
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py seed_demo
 	@mkdir -p "$${CART_VAR_DIR:-var}"; \
-	$(VENV)/bin/celery -A config worker -B --pool=solo --without-gossip --without-mingle \
+	$(CELERY) -A config worker -B --pool=solo --without-gossip --without-mingle \
 	  --without-heartbeat --loglevel=INFO --logfile="$(CELERY_LOG)" & celery=$$!; \
-	trap 'kill -TERM $$celery 2>/dev/null; wait $$celery' EXIT; trap 'exit 0' INT TERM; \
+	trap '$(STOP_WORKER)' EXIT; trap 'exit 0' INT TERM; \
 	echo "celery worker + beat running (pid $$celery, log $(CELERY_LOG))"; \
 	if [ -t 0 ]; then set -m; fi; \
 	$(PY) manage.py runserver $(HOST):$(PORT); status=$$?; set +m; \

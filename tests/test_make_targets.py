@@ -17,6 +17,8 @@ import tomllib
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -237,9 +239,12 @@ def answers(url: str) -> bool:
         return False
 
 
-def test_ctrl_c_ends_make_run_with_status_0_and_stops_its_processes(tmp_path):
+def ctrl_c_make_run(tmp_path: Path, *make_args: str) -> tuple[int | None, str, float]:
+    """`make run` in a terminal of its own until the server answers and the worker is up,
+    then Ctrl-C: make's exit status (None: still running 30 s later), its output, and the
+    seconds it took to end. Asserts nothing it started is left running."""
     port = free_port()
-    term = Terminal(["make", "run", f"PORT={port}"], run_env(tmp_path))
+    term = Terminal(["make", "run", f"PORT={port}", *make_args], run_env(tmp_path))
     try:
         deadline = time.monotonic() + 90
         while not answers(f"http://127.0.0.1:{port}/"):
@@ -251,7 +256,9 @@ def test_ctrl_c_ends_make_run_with_status_0_and_stops_its_processes(tmp_path):
             time.sleep(0.2)
         assert started_by(tmp_path)
         term.ctrl_c()
+        started = time.monotonic()
         status = term.wait(30)
+        elapsed = time.monotonic() - started
         leftovers = started_by(tmp_path)
     finally:
         if term.wait(0) is None:
@@ -259,8 +266,46 @@ def test_ctrl_c_ends_make_run_with_status_0_and_stops_its_processes(tmp_path):
             term.wait(10)
         kill_leftovers(tmp_path)
     output = term.text()
+    assert not leftovers, f"left running: {leftovers}\n{output}"
+    assert not answers(f"http://127.0.0.1:{port}/")
+    return status, output, elapsed
+
+
+def test_ctrl_c_ends_make_run_with_status_0_and_stops_its_processes(tmp_path):
+    status, output, _ = ctrl_c_make_run(tmp_path)
     assert status == 0, output
     assert "Error 130" not in output and "Interrupt" not in output, output
     assert "make: ***" not in output, output
-    assert not leftovers, f"left running: {leftovers}"
-    assert not answers(f"http://127.0.0.1:{port}/")
+
+
+STUBBORN_WORKER = """#!{python}
+# A worker that ignores TERM (a task that never ends), and {on_quit} on QUIT.
+import os, signal, sys, time
+log = open(os.path.join(os.environ["CART_VAR_DIR"], "worker-signals.log"), "a")
+def note(number, frame):
+    log.write(signal.Signals(number).name + "\\n")
+    log.flush()
+    if number == signal.SIGQUIT and {exits_on_quit}:
+        sys.exit(0)
+signal.signal(signal.SIGTERM, note)
+signal.signal(signal.SIGQUIT, note)
+print("celery@stubborn ready", flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+@pytest.mark.parametrize("on_quit", ["stops", "ignores it too"])
+def test_ctrl_c_ends_make_run_even_when_the_worker_ignores_term(tmp_path, on_quit):
+    """A warm shutdown has 10 s, a cold one (QUIT) 5 s more, then the worker is killed."""
+    worker = tmp_path / "stubborn-worker"
+    worker.write_text(
+        STUBBORN_WORKER.format(
+            python=sys.executable, on_quit=on_quit, exits_on_quit=on_quit == "stops"
+        )
+    )
+    worker.chmod(0o755)
+    status, output, elapsed = ctrl_c_make_run(tmp_path, f"CELERY={worker}")
+    assert status == 0, output
+    assert (tmp_path / "worker-signals.log").read_text().split() == ["SIGTERM", "SIGQUIT"]
+    assert 10 <= elapsed < (13 if on_quit == "stops" else 18), output
