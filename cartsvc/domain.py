@@ -595,7 +595,8 @@ class AddLine(Command):
 class SetQuantity(Command):
     line_id: int
     quantity: int
-    # Stock of the line's product, looked up by the caller; None skips the check.
+    # Stock of the line's product (the service looks it up when the quantity goes up);
+    # None skips the check.
     stock: int | None = None
 
     def decide(self, cart: Cart, limits: Limits) -> list[Event]:

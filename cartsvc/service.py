@@ -15,6 +15,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from functools import partial, wraps
@@ -267,9 +268,22 @@ def _checkout_discount_holds(cart: Cart | None) -> None:
         )
 
 
+def _with_stock(cart: Cart | None, command: d.SetQuantity) -> d.SetQuantity:
+    """The stock of the line's product, looked up under the cart's lock (the line's sku is
+    known there without a read before it) and only when the quantity goes up: lowering one
+    asks for less."""
+    line = cart.line(command.line_id) if cart is not None else None
+    if line is None or command.quantity <= line.quantity:
+        return command
+    product = catalog().product(line.sku)
+    return replace(command, stock=product.stock if product and product.active else 0)
+
+
 @safe_process_action
 def _run(cart: Cart | None, command: d.Command, as_user: Any = ANYONE) -> list[d.Event]:
     _visible(cart, as_user)
+    if isinstance(command, d.SetQuantity):
+        command = _with_stock(cart, command)
     if isinstance(command, d.Checkout):
         _checkout_discount_holds(cart)
     events = d.decide(cart, command, limits())
@@ -357,12 +371,7 @@ def set_quantity(
     key = cart_key(cart_id)
     _check_int(line_id, "line_id")
     _check_int(quantity, "quantity")
-    line = get_cart(key, as_user=as_user).line(line_id)
-    stock = None
-    if line is not None and quantity > 0:
-        product = catalog().product(line.sku)
-        stock = product.stock if product and product.active else 0
-    return _mutate(key, d.SetQuantity(timezone.now(), line_id, quantity, stock), as_user, **door)
+    return _mutate(key, d.SetQuantity(timezone.now(), line_id, quantity), as_user, **door)
 
 
 @_reconnecting

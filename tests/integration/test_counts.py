@@ -59,8 +59,9 @@ def test_command_on_a_warm_cart_is_one_transaction_and_two_round_trips(warm_cart
         lambda c, who: service.add_line(c.id, "SKU-1", 1, as_user=who),
         lambda c, who: service.remove_line(c.id, c.lines[0].id, as_user=who),
         lambda c, who: service.apply_discount(c.id, "TEN", as_user=who),
+        lambda c, who: service.set_quantity(c.id, c.lines[0].id, 3, as_user=who),
     ],
-    ids=["add_line", "remove_line", "apply_discount"],
+    ids=["add_line", "remove_line", "apply_discount", "set_quantity"],
 )
 def test_a_callers_command_is_checked_in_the_locks_own_round_trip(products, caller, command):
     """The caller's right to the cart is checked by the lock script itself: two round trips
@@ -142,3 +143,15 @@ def test_a_read_of_an_absent_cart_costs_what_a_cold_read_costs_every_time(produc
             service.get_cart(absent)
         assert trips.count == 2, trips.count  # the read (claims the miss), the release
         assert len(queries) == 1, queries.captured_queries  # the row load, finding nothing
+
+
+@pytest.mark.parametrize(("quantity", "lookups"), [(5, 1), (1, 0), (0, 0)])
+def test_set_quantity_looks_the_stock_up_only_when_the_quantity_goes_up(
+    warm_cart, quantity, lookups
+):
+    line = warm_cart.lines[1]  # SKU-2, quantity 2
+    with CaptureQueriesContext(connection) as queries:
+        service.set_quantity(warm_cart.id, line.id, quantity)
+    catalog = [q for q in queries.captured_queries if "carts_product" in q["sql"]]
+    assert len(catalog) == lookups
+    assert len(writes(queries.captured_queries)) == 1
