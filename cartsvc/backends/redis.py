@@ -19,6 +19,10 @@ from importlib.resources import files
 from string import Template
 from typing import Any
 
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # hiredis is optional (the `hiredis` extra); redis-py packs then
+    _hiredis_pack = None
 from redis import ConnectionPool, Redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -516,7 +520,12 @@ def _give_back(pool: ConnectionPool, idle: list[Any]) -> None:
 
 
 def _send_and_read(conn: Any, args: tuple[Any, ...]) -> Any:
-    conn.send_command(*args)
+    if _hiredis_pack is not None:
+        # What redis-py's hiredis packer sends for a script call (str, bytes and int
+        # arguments), without its pass over every argument to convert memoryviews.
+        conn.send_packed_command([_hiredis_pack(args)])
+    else:
+        conn.send_command(*args)
     return conn.read_response()
 
 

@@ -53,7 +53,7 @@ def test_a_command_interrupted_before_its_reply_never_answers_the_next(store, mo
     the connection is dropped, so the next command reads its own answer."""
     runner = scripts(store)
     (conn,) = runner.idle
-    send = conn.send_command
+    send = conn.send_packed_command
 
     class Interrupted(BaseException):
         pass
@@ -62,7 +62,7 @@ def test_a_command_interrupted_before_its_reply_never_answers_the_next(store, mo
         send(*args, **kwargs)
         raise Interrupted
 
-    monkeypatch.setattr(conn, "send_command", sent_then_interrupted)
+    monkeypatch.setattr(conn, "send_packed_command", sent_then_interrupted)
     with pytest.raises(Interrupted):
         store.read(CART, "t", 2000, KEEP, "")
     monkeypatch.undo()
@@ -135,3 +135,23 @@ def test_stores_dropped_give_their_connections_back_to_the_pool(store):
         del other
     assert len(pool._in_use_connections) == in_use
     assert store.client.ping()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EVALSHA", "a" * 40, 2, "k:{0}:c:x", "k:{0}:d:x", "tok", 2000, -1, ""),
+        ("EVAL", "return 1", 1, "k", '{"n": "Ü\r\n"}'.encode(), "Ünïcode"),
+    ],
+    ids=["a script call", "bytes, CRLF and unicode"],
+)
+def test_the_scripts_send_exactly_what_redis_py_would(store, args):
+    from cartsvc.backends import redis as backend
+
+    if backend._hiredis_pack is None:
+        pytest.skip("hiredis is not installed: redis-py packs the commands itself")
+    conn = store.client.connection_pool.get_connection()
+    try:
+        assert [backend._hiredis_pack(args)] == [b"".join(conn._command_packer.pack(*args))]
+    finally:
+        store.client.connection_pool.release(conn)
