@@ -56,6 +56,7 @@ from django.db.models import Sum  # noqa: E402
 from bench import storefront_mix  # noqa: E402
 from bench.naivecart import service as naive  # noqa: E402
 from bench.naivecart.models import NaiveLine  # noqa: E402
+from bench.oscarbasket import service as oscar  # noqa: E402
 from carts.models import Product  # noqa: E402
 from cartsvc import service  # noqa: E402
 
@@ -318,6 +319,8 @@ def measure(endpoints: list[Endpoint], master: int) -> dict[str, Result]:
 
 
 def make_data() -> dict[str, Any]:
+    prices = [Decimal(f"{index + 1}9.90") for index in range(len(SKUS))]
+    oscar.make_products(list(SKUS), prices, HUGE)
     for index, sku in enumerate(SKUS):
         Product.objects.update_or_create(
             sku=sku,
@@ -336,8 +339,11 @@ def make_data() -> dict[str, Any]:
             service.add_line(cart.id, sku, 1)
             naive.add_line(naive_id, sku, 1)
         ids[key], ids[f"naive_{key}"] = cart.id, str(naive_id)
+    ids["oscar_read"] = oscar.open_basket()
+    for sku in SKUS:
+        oscar.add_line(ids["oscar_read"], sku, 1)
     # The spread adds' carts, each holding a line of BENCH-A as the one-cart add's does.
-    ids["spread"], ids["naive_spread"] = [], []
+    ids["spread"], ids["naive_spread"], ids["oscar_spread"] = [], [], []
     for _ in range(SPREAD):
         cart = service.open_cart()
         service.add_line(cart.id, SKUS[0], 1)
@@ -345,15 +351,18 @@ def make_data() -> dict[str, Any]:
         naive_id = naive.open_cart()
         naive.add_line(naive_id, SKUS[0], 1)
         ids["naive_spread"].append(str(naive_id))
+        basket_id = oscar.open_basket()
+        oscar.add_line(basket_id, SKUS[0], 1)
+        ids["oscar_spread"].append(basket_id)
     return ids
 
 
-def spread_state(ids: dict[str, Any]) -> tuple[int, int]:
-    """(versions of our spread carts, units in the naive spread carts), summed: each add
-    moves each sum by one."""
+def spread_state(ids: dict[str, Any]) -> tuple[int, int, int]:
+    """(versions of our spread carts, units in the naive spread carts, units in oscar's
+    spread baskets), summed: each add moves each sum by one."""
     versions = sum(service.get_cart(cart_id).version for cart_id in ids["spread"])
     units = NaiveLine.objects.filter(cart_id__in=ids["naive_spread"]).aggregate(Sum("quantity"))
-    return versions, units["quantity__sum"] or 0
+    return versions, units["quantity__sum"] or 0, oscar.units(ids["oscar_spread"])
 
 
 # ---------------------------------------------------------------- the run
@@ -393,6 +402,10 @@ def run() -> tuple[str, int]:
     spread_naive.write_text(
         spread_lua([f"/bench/naive/carts/{i}/lines" for i in ids["naive_spread"]]) + REPORT_LUA
     )
+    spread_oscar = workdir / "oscar_spread.lua"
+    spread_oscar.write_text(
+        spread_lua([f"/bench/oscar/baskets/{i}/lines" for i in ids["oscar_spread"]]) + REPORT_LUA
+    )
     write_version = service.get_cart(ids["write"]).version
     spread_before = spread_state(ids)
     log(f"gunicorn ({WORKERS} workers) on {base}; wrk {CONNECTIONS} connections, {DURATION} s")
@@ -407,6 +420,12 @@ def run() -> tuple[str, int]:
                 "naive_get",
                 "GET cart (naive ORM)",
                 f"{base}/bench/naive/carts/{ids['naive_read']}",
+                get_lua,
+            ),
+            Endpoint(
+                "oscar_get",
+                "GET basket (django-oscar)",
+                f"{base}/bench/oscar/baskets/{ids['oscar_read']}",
                 get_lua,
             ),
         ]
@@ -435,6 +454,12 @@ def run() -> tuple[str, int]:
                 f"{base}/",
                 spread_naive,
             ),
+            Endpoint(
+                "oscar_spread",
+                f"POST add over {SPREAD:,} baskets (django-oscar)",
+                f"{base}/",
+                spread_oscar,
+            ),
         ]
         rows = measure(reads, server.pid) | measure(writes, server.pid)
         mix = storefront_mix.measure(port, slots, DURATION, lambda: workers_cpu(server.pid))
@@ -446,8 +471,18 @@ def run() -> tuple[str, int]:
     spread_after = spread_state(ids)
     spread_applied = [b - a for a, b in zip(spread_before, spread_after, strict=True)]
     spread_requests = [
-        rows[k].requests + rows[k].warmup_requests for k in ("spread", "naive_spread")
+        rows[k].requests + rows[k].warmup_requests
+        for k in ("spread", "naive_spread", "oscar_spread")
     ]
+    oscar_get, oscar_spread = rows["oscar_get"], rows["oscar_spread"]
+    oscar_get.compared = (
+        f"GET cart (memory image) serves {rows['get'].rps / oscar_get.rps:.1f}x its req/s"
+    )
+    oscar_spread.compared = (
+        f"the add over {SPREAD:,} carts (memory image) serves"
+        f" {rows['spread'].rps / oscar_spread.rps:.1f}x its req/s"
+    )
+    lost = spread_requests[2] - spread_applied[2]
     ceiling, get, naive_get = rows["ceiling"], rows["get"], rows["naive_get"]
     add, naive_add = rows["add"], rows["naive_add"]
     spread, naive_spread = rows["spread"], rows["naive_spread"]
@@ -530,7 +565,17 @@ def run() -> tuple[str, int]:
         f" {cpu_of_ceiling:.2f}x the ceiling's, the naive GET"
         f" {naive_get.cpu_us / get.cpu_us:.2f}x GET cart's, the naive add"
         f" {naive_add.cpu_us / add.cpu_us:.2f}x the add's, over {SPREAD:,} carts"
-        f" {naive_spread.cpu_us / spread.cpu_us:.2f}x.",
+        f" {naive_spread.cpu_us / spread.cpu_us:.2f}x; django-oscar's GET basket"
+        f" {oscar_get.cpu_us / get.cpu_us:.1f}x GET cart's, its add over {SPREAD:,} baskets"
+        f" {oscar_spread.cpu_us / spread.cpu_us:.1f}x ours.",
+        "",
+        "django-oscar 4.2.1 (requirements-dev.txt) runs in the same project as its documentation"
+        " installs it, behind thin JSON views of the bench (`bench/oscarbasket/`) that do what"
+        " its own middleware and add-to-basket view do: load the open basket, set its pricing"
+        " strategy, apply the offers; for an add, check availability as its form does, add"
+        " the product, send `basket_addition`, apply the offers again; answer the lines and"
+        " the total. The storefront mix is not run on oscar: its discounts and checkout are"
+        " other flows (vouchers, the order pipeline) than a cart's.",
         "",
         "### Storefront mix",
         "",
@@ -564,8 +609,15 @@ def run() -> tuple[str, int]:
         f" moved by {applied:,} versions; over {SPREAD:,} carts it answered"
         f" {spread_requests[0]:,} and the carts moved by {spread_applied[0]:,} versions, the"
         f" naive ORM answered {spread_requests[1]:,} and its carts gained"
-        f" {spread_applied[1]:,} units (requests still in flight when wrk stopped count in the"
-        " second numbers only).",
+        f" {spread_applied[1]:,} units, django-oscar answered {spread_requests[2]:,} and its"
+        f" baskets gained {spread_applied[2]:,} units (requests still in flight when wrk stopped"
+        " count in the second numbers only)."
+        + (
+            f" **django-oscar lost {lost:,} adds**: its `add_product` reads a line's quantity and"
+            " saves it back, with no lock, so two adds to one basket at once keep one."
+            if lost > 0
+            else ""
+        ),
         "",
         "### Targets",
         "",

@@ -57,6 +57,58 @@ INSTALLED_APPS = [
 ]
 if os.environ.get("CARTIMAGE_BENCH") == "1":
     INSTALLED_APPS.append("bench.naivecart")
+    # django-oscar's basket, the bench's other comparison (requirements-dev.txt): oscar's
+    # apps as its documentation lists them (its models refer to one another), with the
+    # simple search backend and the sites framework it needs; its URLs are not mounted.
+    INSTALLED_APPS += [
+        "django.contrib.sites",
+        "django.contrib.flatpages",
+        "oscar.config.Shop",
+        *(
+            f"oscar.apps.{name}.apps.{config}Config"
+            for name, config in [
+                ("analytics", "Analytics"),
+                ("checkout", "Checkout"),
+                ("address", "Address"),
+                ("shipping", "Shipping"),
+                ("catalogue", "Catalogue"),
+                ("catalogue.reviews", "CatalogueReviews"),
+                ("communication", "Communication"),
+                ("partner", "Partner"),
+                ("basket", "Basket"),
+                ("payment", "Payment"),
+                ("offer", "Offer"),
+                ("order", "Order"),
+                ("customer", "Customer"),
+                ("search", "Search"),
+                ("voucher", "Voucher"),
+                ("wishlists", "Wishlists"),
+                ("dashboard", "Dashboard"),
+                ("dashboard.reports", "ReportsDashboard"),
+                ("dashboard.users", "UsersDashboard"),
+                ("dashboard.orders", "OrdersDashboard"),
+                ("dashboard.catalogue", "CatalogueDashboard"),
+                ("dashboard.offers", "OffersDashboard"),
+                ("dashboard.partners", "PartnersDashboard"),
+                ("dashboard.pages", "PagesDashboard"),
+                ("dashboard.ranges", "RangesDashboard"),
+                ("dashboard.reviews", "ReviewsDashboard"),
+                ("dashboard.vouchers", "VouchersDashboard"),
+                ("dashboard.communications", "CommunicationsDashboard"),
+                ("dashboard.shipping", "ShippingDashboard"),
+            ]
+        ),
+        "widget_tweaks",
+        "haystack",
+        "treebeard",
+        "django_tables2",
+        "bench.oscarbasket",
+    ]
+    from oscar import defaults as oscar_defaults  # its OSCAR_* settings, as its docs import
+
+    globals().update({k: v for k, v in vars(oscar_defaults).items() if k.startswith("OSCAR_")})
+    SITE_ID = 1
+    HAYSTACK_CONNECTIONS = {"default": {"ENGINE": "haystack.backends.simple_backend.SimpleEngine"}}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

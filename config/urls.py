@@ -25,3 +25,5 @@ urlpatterns = [
 
 if "bench.naivecart" in settings.INSTALLED_APPS:
     urlpatterns.append(path("bench/", include("bench.naivecart.urls")))
+if "bench.oscarbasket" in settings.INSTALLED_APPS:
+    urlpatterns.append(path("bench/oscar/", include("bench.oscarbasket.urls")))
