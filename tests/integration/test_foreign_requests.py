@@ -29,15 +29,20 @@ def control_hash(cart_id: str) -> dict[bytes, bytes]:
 
 @pytest.mark.parametrize("mutation", sorted(FOREIGN_MUTATIONS))
 @pytest.mark.parametrize("caller", ["another user", "a visitor"])
-def test_a_foreign_mutation_leaves_lock_generation_and_cart_untouched(products, mutation, caller):
+def alices_cart_and(caller: str) -> tuple[service.Cart, int | None]:
+    """Alice's cart (a line, a saved item, the TEN code on sale) and the foreign caller's id."""
     from tests.factories import make_discount
 
     make_discount("TEN", "percent", "10")
     users = get_user_model().objects
-    alice = users.create_user("alice-f")
-    who = users.create_user("bob-f").pk if caller == "another user" else None
+    alice = users.create_user("alice")
+    who = users.create_user("bob").pk if caller == "another user" else None
     cart = make_cart({"SKU-1": 1, "SKU-2": 1}, owner_id=alice.pk)
-    cart = service.save_for_later(cart.id, 2)
+    return service.save_for_later(cart.id, 2), who
+
+
+def test_a_foreign_mutation_leaves_lock_generation_and_cart_untouched(products, mutation, caller):
+    cart, who = alices_cart_and(caller)
     before = service.get_cart(cart.id)  # in memory now
     hash_before = control_hash(cart.id)
     assert hash_before, "the cart is cached"
@@ -55,14 +60,7 @@ def test_a_foreign_mutation_leaves_lock_generation_and_cart_untouched(products, 
 def test_a_foreign_mutation_on_a_cart_not_in_memory_takes_no_lock(products, mutation, caller):
     """Nothing in memory to check against: the cart is read (and rehydrated) first, then
     refused; no writer lock was taken."""
-    from tests.factories import make_discount
-
-    make_discount("TEN", "percent", "10")
-    users = get_user_model().objects
-    alice = users.create_user("alice-g")
-    who = users.create_user("bob-g").pk if caller == "another user" else None
-    cart = make_cart({"SKU-1": 1, "SKU-2": 1}, owner_id=alice.pk)
-    cart = service.save_for_later(cart.id, 2)
+    cart, who = alices_cart_and(caller)
     image.evict(cart.id)
     assert not control_hash(cart.id).get(b"v"), "not in memory"
     with pytest.raises(service.NotFound):
