@@ -334,7 +334,12 @@ def _viewer(as_user: Any) -> image.Viewer | None:
 
 
 def _mutate(cart_id: Any, command: d.Command, as_user: Any, **door: Any) -> Cart:
-    cart = _run(cart_key(cart_id), command, as_user, viewer=_viewer(as_user), **door)
+    key = cart_key(cart_id)
+    if door.get("idempotency") is not None and as_user is not ANYONE:
+        # A recorded answer is replayed before the lock and its check: the caller must be
+        # allowed to see the cart as it is now, not only as it was then.
+        get_cart(key, as_user=as_user)
+    cart = _run(key, command, as_user, viewer=_viewer(as_user), **door)
     # A replayed Idempotency-Key answer comes back without running the command: the caller
     # must still be allowed to see the cart.
     _visible(cart, as_user)

@@ -22,7 +22,7 @@ from typing import Any
 try:
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # hiredis is optional (the `hiredis` extra); redis-py packs then
-    _hiredis_pack = None
+    _hiredis_pack = None  # type: ignore[assignment]
 from redis import ConnectionPool, Redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError

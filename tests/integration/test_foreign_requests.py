@@ -27,8 +27,6 @@ def control_hash(cart_id: str) -> dict[bytes, bytes]:
     return store.client.hgetall(store.key(cart_id))
 
 
-@pytest.mark.parametrize("mutation", sorted(FOREIGN_MUTATIONS))
-@pytest.mark.parametrize("caller", ["another user", "a visitor"])
 def alices_cart_and(caller: str) -> tuple[service.Cart, int | None]:
     """Alice's cart (a line, a saved item, the TEN code on sale) and the foreign caller's id."""
     from tests.factories import make_discount
@@ -41,6 +39,8 @@ def alices_cart_and(caller: str) -> tuple[service.Cart, int | None]:
     return service.save_for_later(cart.id, 2), who
 
 
+@pytest.mark.parametrize("mutation", sorted(FOREIGN_MUTATIONS))
+@pytest.mark.parametrize("caller", ["another user", "a visitor"])
 def test_a_foreign_mutation_leaves_lock_generation_and_cart_untouched(products, mutation, caller):
     cart, who = alices_cart_and(caller)
     before = service.get_cart(cart.id)  # in memory now
@@ -103,3 +103,16 @@ def test_a_user_id_beyond_the_scripts_numbers_is_checked_by_a_read(products):
         done = service.add_line(anonymous.id, "SKU-1", 1, as_user=huge)
     assert done.lines[0].quantity == 2
     assert trips.count == 3  # the read, the lock, the publish
+
+
+def test_a_replayed_command_is_refused_once_the_cart_is_no_longer_the_callers(products):
+    """An Idempotency-Key's recorded answer is replayed before the lock: the caller's right
+    is checked against the cart as it is now (closed since), not as the answer recorded it."""
+    alice = get_user_model().objects.create_user("alice-r")
+    cart = make_cart({"SKU-1": 1}, owner_id=alice.pk)
+    key = service.idempotency("alice", "add-1", {"sku": "SKU-1", "quantity": 1})
+    done = service.add_line(cart.id, "SKU-1", 1, as_user=alice.pk, idempotency=key)
+    assert service.add_line(cart.id, "SKU-1", 1, as_user=alice.pk, idempotency=key) == done
+    service.close_user_carts(alice.pk)
+    with pytest.raises(service.NotFound):
+        service.add_line(cart.id, "SKU-1", 1, as_user=alice.pk, idempotency=key)

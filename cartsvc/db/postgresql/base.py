@@ -15,9 +15,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
     connection (a restart, a failover, pg_terminate_backend, an idle timeout, a pooler
     going away) says so on the socket: its error message and end of stream make the socket
     readable. An idle connection whose socket has nothing to read is trusted as it is; one
-    with something unasked to read, or not idle, gets Django's own `SELECT 1`. A connection
-    that dies silently (a peer gone without a word) fails its first statement, as it would
-    fail Django's check: the service retries that on a fresh connection. psycopg 3 only."""
+    with something unasked to read, or not idle, gets Django's own `SELECT 1`. What it does
+    not see is a peer gone without a word (a host that crashed, an address moved to another
+    host): the request's first statement then fails where Django's check, answered by a
+    reset, would have reconnected. The service retries its own calls on a fresh connection;
+    a query outside it (a session, the shop's views, ATOMIC_REQUESTS) fails that once, as
+    without CONN_HEALTH_CHECKS. psycopg 3 only."""
 
     health_check_done: bool  # Django's BaseDatabaseWrapper sets it (django-stubs omits it)
 
