@@ -24,6 +24,8 @@ from typing import Literal, NamedTuple, Protocol
 
 import orjson
 
+from cartsvc.domain import CLOSED
+
 # read() statuses; HIT_SAME: the entry is at the version the caller already holds
 HIT, CLAIMED, BUSY, NO_LEASE, FILLING, HIT_SAME = 0, 1, 2, 3, 4, 5
 # acquire() statuses (BUSY and NO_LEASE as above); with a viewer, HIDDEN: the cached state
@@ -89,7 +91,7 @@ def visible_in_payload(payload: bytes, viewer: str) -> bool | None:
         return None
     if not isinstance(state, dict) or "st" not in state:
         return None
-    if state["st"] == "closed":
+    if state["st"] == CLOSED:
         return False
     owner = state.get("o")
     return owner is None or (viewer != "-" and str(owner) == viewer)
