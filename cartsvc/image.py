@@ -425,14 +425,53 @@ class Viewer:
     check: Callable[[d.Cart], None]
 
 
+# acquire() statuses with the lock taken.
+_TAKEN = frozenset({c.ACQUIRED, c.ACQUIRED_SAME, c.ACQUIRED_EMPTY})
+
+
+class _Meanwhile:
+    """Work a command needs before it decides and that does not depend on the cart (a
+    catalog lookup), run once while the first lock request is in flight, so that its wait
+    and the lock's overlap. Its exception is kept and raised by `finish`, after the lock's
+    reply was read (the lock is then released, not left to expire)."""
+
+    __slots__ = ("error", "pending", "work")
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        self.work = work
+        self.pending = True
+        self.error: BaseException | None = None
+
+    def __call__(self) -> None:
+        if not self.pending:
+            return
+        self.pending = False
+        try:
+            self.work()
+        except BaseException as exc:  # noqa: BLE001  (raised by finish(): not swallowed)
+            self.error = exc
+
+    def finish(self) -> None:
+        """Run it now if no lock request ran it; raise what it raised."""
+        self()
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+
+
 class _Locks:
     """The cache locks one command holds, and what they returned."""
 
     def __init__(
-        self, token: str, pinned: Iterable[str] = (), viewer: Viewer | None = None
+        self,
+        token: str,
+        pinned: Iterable[str] = (),
+        viewer: Viewer | None = None,
+        meanwhile: _Meanwhile | None = None,
     ) -> None:
         self.token = token
         self.viewer = viewer
+        self.meanwhile = meanwhile
         self.held: list[str] = []
         self.cached: dict[str, d.Cart] = {}
         self.dirty = False
@@ -445,7 +484,13 @@ class _Locks:
         for cart_id in sorted(cart_ids):
             if not self._take_one(cart_id, lock_ms):
                 self.dirty = True
-                return
+                break
+        if self.meanwhile is not None:
+            try:
+                self.meanwhile.finish()
+            except BaseException:
+                self.settle("keep")
+                raise
 
     def _take_one(self, cart_id: str, lock_ms: int) -> bool:
         """Lock one cart (keeping its cached state when the entry is usable); False when the
@@ -487,7 +532,11 @@ class _Locks:
         self, cart_id: str, lock_ms: int, known: d.Cart | None, viewer: Viewer | None
     ) -> c.Acquired | None:
         """One acquire; None when the cache can not be asked (the viewer is then checked on
-        the database's state). A viewer the script finds may not see the cart: NotFound."""
+        the database's state). A viewer the script finds may not see the cart: NotFound.
+        The command's `meanwhile` runs during the first one (nothing is held yet); if it
+        failed, its error is raised here unless the lock was taken (then `take` raises it
+        and releases the lock)."""
+        meanwhile = self.meanwhile if self.meanwhile and self.meanwhile.pending else None
         try:
             result = _guarded(
                 _store().acquire,
@@ -497,11 +546,16 @@ class _Locks:
                 _keep_ms(),
                 str(known.version) if known else "",
                 viewer.token if viewer else "",
+                meanwhile,
             )
         except c.CacheUnavailable:
+            if meanwhile is not None:
+                meanwhile.finish()
             if viewer is not None:
                 viewer.check(_from_db(cart_id))
             return None
+        if meanwhile is not None and result.status not in _TAKEN:
+            meanwhile.finish()  # nothing held: its error is the answer
         if result.status == c.HIDDEN:
             raise d.NotFound("cart not found")
         return result
@@ -695,6 +749,7 @@ def execute(
     within: Callable[[dict[str, d.Cart]], None] | None = None,
     after_commit: Callable[[dict[str, d.Cart]], None] | None = None,
     viewer: Viewer | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> dict[str, d.Cart]:
     """Run one command over one or more carts; returns each cart's state afterwards.
 
@@ -706,14 +761,18 @@ def execute(
     lock; recorded in the command's transaction). `within(states)` runs inside the commit's
     transaction (a stock reservation) and may raise a DomainError to abort it.
     `viewer` (one-cart commands) is checked before the lock is taken: see Viewer.
+    `meanwhile()` is work `decide` needs that does not read the carts (a catalog lookup):
+    it runs once, while the first lock is requested, and what it raises is raised with no
+    lock left held. It does not run when a recorded answer is replayed.
     """
     replayed = _replay(idempotency, cart_ids[0])
     if replayed is not None:
         return replayed
     deferred = _deferred()
     in_doubt = False
+    work = _Meanwhile(meanwhile) if meanwhile is not None else None
     for attempt in range(conf.WRITE_RETRIES):
-        locks = _take_locks(cart_ids, deferred, viewer if len(cart_ids) == 1 else None)
+        locks = _take_locks(cart_ids, deferred, viewer if len(cart_ids) == 1 else None, work)
         try:
             replayed = _replay(idempotency, cart_ids[0])
             if replayed is not None:
@@ -762,17 +821,20 @@ def execute(
 
 
 def _take_locks(
-    cart_ids: list[str], deferred: _Deferred | None, viewer: Viewer | None = None
+    cart_ids: list[str],
+    deferred: _Deferred | None,
+    viewer: Viewer | None = None,
+    meanwhile: _Meanwhile | None = None,
 ) -> _Locks:
     """The command's locks on its carts: a token of its own, or, inside the caller's
     transaction, the transaction's token (re-entrant for the carts it already holds)."""
     if deferred is None:
-        locks = _Locks(_token(), viewer=viewer)
+        locks = _Locks(_token(), viewer=viewer, meanwhile=meanwhile)
         locks.take(cart_ids)
         return locks
     # The transaction's own token: a cart an earlier command of it holds is taken
     # again (re-entrant), and its state is that command's, not the cache's.
-    locks = _Locks(deferred.token, pinned=deferred.held, viewer=viewer)
+    locks = _Locks(deferred.token, pinned=deferred.held, viewer=viewer, meanwhile=meanwhile)
     locks.take(cart_ids)
     for key in deferred.held.intersection(cart_ids):
         locks.cached.pop(key, None)  # the cache is behind our own rows: read them
@@ -880,7 +942,8 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
     loaded (rehydrated lazily when it is not in memory) and, for writes, `fn` returns the
     events to commit under the cart's lock; the caller gets the cart state afterwards.
 
-    Writes also take `expected_version=` (If-Match) and `command_id=` (idempotency).
+    Writes also take `expected_version=` (If-Match), `command_id=` (idempotency) and the
+    other keywords of `execute` (`meanwhile=`: work run while the lock is requested).
     """
 
     def decorate(fn: F) -> F:
@@ -894,6 +957,7 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
             within: Callable[[dict[str, d.Cart]], None] | None = None,
             after_commit: Callable[[dict[str, d.Cart]], None] | None = None,
             viewer: Viewer | None = None,
+            meanwhile: Callable[[], None] | None = None,
             **kwargs: Any,
         ) -> Any:
             key = cart_key(cart_id)
@@ -912,6 +976,7 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
                 within=within,
                 after_commit=after_commit,
                 viewer=viewer,
+                meanwhile=meanwhile,
             )
             return states[key]
 

@@ -279,8 +279,26 @@ def _with_stock(cart: Cart | None, command: d.SetQuantity) -> d.SetQuantity:
     return replace(command, stock=product.stock if product and product.active else 0)
 
 
+class _LookedUp:
+    """A command built from a catalog lookup that does not depend on the cart: the lookup
+    runs while the cart's lock is requested (image.execute's `meanwhile`), so a command
+    waits for PostgreSQL and Redis at once. Raises what the lookup raises (UnknownSku)."""
+
+    __slots__ = ("build", "command")
+
+    def __init__(self, build: Callable[[], d.Command]) -> None:
+        self.build = build
+        self.command: d.Command | None = None
+
+    def __call__(self) -> None:
+        self.command = self.build()
+
+
 @safe_process_action
-def _run(cart: Cart | None, command: d.Command, as_user: Any = ANYONE) -> list[d.Event]:
+def _run(cart: Cart | None, command: d.Command | _LookedUp, as_user: Any = ANYONE) -> list[d.Event]:
+    if isinstance(command, _LookedUp):
+        assert command.command is not None, "execute runs the lookup before deciding"
+        command = command.command
     _visible(cart, as_user)
     if isinstance(command, d.SetQuantity):
         command = _with_stock(cart, command)
@@ -333,12 +351,14 @@ def _viewer(as_user: Any) -> image.Viewer | None:
     return image.Viewer(token, partial(_visible, as_user=as_user))
 
 
-def _mutate(cart_id: Any, command: d.Command, as_user: Any, **door: Any) -> Cart:
+def _mutate(cart_id: Any, command: d.Command | _LookedUp, as_user: Any, **door: Any) -> Cart:
     key = cart_key(cart_id)
     if door.get("idempotency") is not None and as_user is not ANYONE:
         # A recorded answer is replayed before the lock and its check: the caller must be
         # allowed to see the cart as it is now, not only as it was then.
         get_cart(key, as_user=as_user)
+    if isinstance(command, _LookedUp):
+        door["meanwhile"] = command
     cart = _run(key, command, as_user, viewer=_viewer(as_user), **door)
     # A replayed Idempotency-Key answer comes back without running the command: the caller
     # must still be allowed to see the cart.
@@ -362,10 +382,15 @@ def add_line(
     _check_sku(sku)
     _check_int(quantity, "quantity")
     canonical = _check_options(options)
-    product = catalog().product(sku)
-    if product is None:
-        raise d.UnknownSku(f"unknown sku {sku!r}", field="sku")
-    return _mutate(key, d.AddLine(timezone.now(), product, quantity, canonical), as_user, **door)
+    at = timezone.now()
+
+    def build() -> d.Command:
+        product = catalog().product(sku)
+        if product is None:
+            raise d.UnknownSku(f"unknown sku {sku!r}", field="sku")
+        return d.AddLine(at, product, quantity, canonical)
+
+    return _mutate(key, _LookedUp(build), as_user, **door)
 
 
 @_reconnecting
@@ -409,13 +434,16 @@ def apply_discount(cart_id: Any, code: str, *, as_user: Any = ANYONE, **door: An
     key = cart_key(cart_id)
     if not isinstance(code, str) or not code.strip() or len(code) > 64 or not _printable(code):
         raise d.InvalidInput("code must be a non-empty string", field="code")
-    found = catalog().discount(code.strip())
-    if found is None or not found.active:
-        raise d.InvalidDiscount(f"unknown or inactive discount code {code!r}", field="code")
-    command = d.ApplyDiscount(
-        timezone.now(), found.code, found.kind, Decimal(found.value), Decimal(found.min_subtotal)
-    )
-    return _mutate(key, command, as_user, **door)
+    at = timezone.now()
+
+    def build() -> d.Command:
+        found = catalog().discount(code.strip())
+        if found is None or not found.active:
+            raise d.InvalidDiscount(f"unknown or inactive discount code {code!r}", field="code")
+        value, min_subtotal = Decimal(found.value), Decimal(found.min_subtotal)
+        return d.ApplyDiscount(at, found.code, found.kind, value, min_subtotal)
+
+    return _mutate(key, _LookedUp(build), as_user, **door)
 
 
 @_reconnecting

@@ -19,7 +19,7 @@ The statuses are defined here once; the Redis scripts get them substituted into 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal, NamedTuple, Protocol
 
 import orjson
@@ -143,11 +143,23 @@ class ImageStore(Protocol):
         and nothing newer is cached."""
 
     def acquire(
-        self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str, viewer: str = ""
+        self,
+        cart_id: str,
+        token: str,
+        lock_ms: int,
+        keep_ms: int,
+        known: str,
+        viewer: str = "",
+        meanwhile: Callable[[], None] | None = None,
     ) -> Acquired:
         """Take the writer lock, returning what is cached (ACQUIRED_SAME when the entry is at
         version `known`). With a `viewer` ("-" a visitor, else a user's id), the cached state
-        is checked first, as `visible_in_payload` does: HIDDEN or UNSEEN take nothing."""
+        is checked first, as `visible_in_payload` does: HIDDEN or UNSEEN take nothing.
+
+        `meanwhile()` (it must not raise) is called while the request is in flight: after
+        it is sent, before its reply is read, so the caller's other wait (a catalog query)
+        overlaps this one. A store that can not overlap them calls it before the request; a
+        request that fails and is sent again may call it again."""
 
     def settle(
         self, cart_id: str, token: str, mode: SettleMode, version: int, payload: bytes, keep_ms: int

@@ -190,7 +190,13 @@ class RedisStore:
 
     # ------------------------------------------------------------ calls
 
-    def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+    def _call(
+        self,
+        name: str,
+        keys: list[str],
+        args: list[Any],
+        meanwhile: Callable[[], None] | None = None,
+    ) -> Any:
         script = self._scripts[name]
         client = self.client
         run = self._scripts_run
@@ -205,6 +211,10 @@ class RedisStore:
             self._scripts_client = client
         try:
             try:
+                if isinstance(run, _Connections):
+                    return run("EVALSHA", script.sha, len(keys), *keys, *args, meanwhile=meanwhile)
+                if meanwhile is not None:
+                    meanwhile()  # a Cluster client's call can not be split
                 return run("EVALSHA", script.sha, len(keys), *keys, *args)
             except NoScriptError:
                 # Redis restarted or flushed its script cache: load it again, once.
@@ -255,10 +265,17 @@ class RedisStore:
         return bool(self._call("fill", keys, args))
 
     def acquire(
-        self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str, viewer: str = ""
+        self,
+        cart_id: str,
+        token: str,
+        lock_ms: int,
+        keep_ms: int,
+        known: str,
+        viewer: str = "",
+        meanwhile: Callable[[], None] | None = None,
     ) -> Acquired:
         keys = [self.key(cart_id), self.data_key(cart_id), self.lease_key_of(self.scope(cart_id))]
-        found = self._call("acquire", keys, [token, lock_ms, keep_ms, known, viewer])
+        found = self._call("acquire", keys, [token, lock_ms, keep_ms, known, viewer], meanwhile)
         status = found[0]
         if status == ACQUIRED:
             return Acquired(ACQUIRED, version=int(found[1]), payload=found[2])
@@ -463,7 +480,8 @@ class _Connections:
         self.pid = os.getpid()
         weakref.finalize(self, _give_back, pool, self.idle)
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, meanwhile: Callable[[], None] | None = None) -> Any:
+        """The command's reply; `meanwhile()` runs after it is sent, before the reply is read."""
         if self.pid != os.getpid():
             self.idle.clear()
             self.pid = os.getpid()
@@ -475,7 +493,7 @@ class _Connections:
         try:
             self._ready(conn)
             found = conn.retry.call_with_retry(
-                lambda: _send_and_read(conn, args), lambda _error: conn.disconnect()
+                lambda: _send_and_read(conn, args, meanwhile), lambda _error: conn.disconnect()
             )
             answered = True
             return found
@@ -519,13 +537,19 @@ def _give_back(pool: ConnectionPool, idle: list[Any]) -> None:
         pool.release(idle.pop())
 
 
-def _send_and_read(conn: Any, args: tuple[Any, ...]) -> Any:
+def _send_and_read(
+    conn: Any, args: tuple[Any, ...], meanwhile: Callable[[], None] | None = None
+) -> Any:
     if _hiredis_pack is not None:
         # What redis-py's hiredis packer sends for a script call (str, bytes and int
         # arguments), without its pass over every argument to convert memoryviews.
         conn.send_packed_command([_hiredis_pack(args)])
     else:
         conn.send_command(*args)
+    if meanwhile is not None:
+        # Redis answers while the caller waits on something else: the reply is then read
+        # without a second sleep and wake-up of the process.
+        meanwhile()
     return conn.read_response()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -179,8 +179,19 @@ class EmbeddedStore:
         return self._tx(op)
 
     def acquire(
-        self, cart_id: str, token: str, lock_ms: int, keep_ms: int, known: str, viewer: str = ""
+        self,
+        cart_id: str,
+        token: str,
+        lock_ms: int,
+        keep_ms: int,
+        known: str,
+        viewer: str = "",
+        meanwhile: Callable[[], None] | None = None,
     ) -> Acquired:
+        if meanwhile is not None:
+            # No round trip to overlap: first, outside the store's transaction.
+            meanwhile()
+
         def op(conn: sqlite3.Connection, now: int) -> Acquired:
             if not self._lease(conn, now):
                 return Acquired(NO_LEASE)

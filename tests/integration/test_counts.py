@@ -43,8 +43,8 @@ def test_command_on_a_warm_cart_is_one_transaction_and_two_round_trips(warm_cart
     with CaptureQueriesContext(connection) as queries, count_round_trips() as trips:
         cart = service.add_line(warm_cart.id, line.sku, 1)
     assert cart.line(line.id).quantity == line.quantity + 1
-    # One catalog lookup (price and stock, before the lock), then one statement that is the
-    # whole transaction: events appended, rows updated, version bumped.
+    # One catalog lookup (price and stock, while the lock is requested), then one statement
+    # that is the whole transaction: events appended, rows updated, version bumped.
     assert len(queries) == 2
     (write,) = writes(queries.captured_queries)
     assert write.startswith("WITH h AS (UPDATE cartsvc_cart")

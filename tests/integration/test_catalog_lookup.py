@@ -1,0 +1,114 @@
+"""A command's catalog lookup runs while its cart's lock is requested (image.execute's
+`meanwhile`): the lookup's error is the answer, and no lock is left held."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from redis.connection import AbstractConnection
+
+from carts.catalog import DemoCatalog
+from cartsvc import domain as d
+from cartsvc import image, service
+from tests.factories import make_cart, make_discount
+from tests.redis_spy import count_round_trips
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("needs_redis")]
+
+LOOKUPS = {
+    "add_line": lambda cart: service.add_line(cart.id, "SKU-2", 1),
+    "apply_discount": lambda cart: service.apply_discount(cart.id, "TEN"),
+}
+
+
+@pytest.fixture
+def warm_cart(products):
+    make_discount("TEN", "percent", "10")
+    cart = make_cart({"SKU-1": 1})
+    service.get_cart(cart.id)  # scripts loaded, lease granted, entry cached
+    return cart
+
+
+@pytest.mark.parametrize("command", LOOKUPS.values(), ids=LOOKUPS)
+def test_the_lookup_waits_together_with_the_lock_request(warm_cart, command, monkeypatch):
+    steps: list[str] = []
+    send, read = AbstractConnection.send_packed_command, AbstractConnection.read_response
+
+    def sending(self, *args, **kwargs):
+        steps.append("send")
+        return send(self, *args, **kwargs)
+
+    def reading(self, *args, **kwargs):
+        steps.append("read")
+        return read(self, *args, **kwargs)
+
+    def querying(execute, sql, params, many, context):
+        steps.append("commit" if sql.lstrip().startswith("WITH") else "lookup")
+        return execute(sql, params, many, context)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", sending)
+    monkeypatch.setattr(AbstractConnection, "read_response", reading)
+    with connection.execute_wrapper(querying):
+        cart = command(warm_cart)
+    assert cart.version == warm_cart.version + 1
+    # The lock's request, the catalog's query while Redis answers, then the lock's reply;
+    # the commit, and the publish.
+    assert steps == ["send", "lookup", "read", "commit", "send", "read"]
+
+
+@pytest.mark.parametrize(
+    "command, refusal",
+    [
+        (lambda cart: service.add_line(cart.id, "NOPE", 1), d.UnknownSku),
+        (lambda cart: service.apply_discount(cart.id, "NOPE"), d.InvalidDiscount),
+    ],
+    ids=["unknown sku", "unknown code"],
+)
+def test_a_refused_lookup_releases_the_lock_and_keeps_the_cart_in_memory(
+    warm_cart, command, refusal
+):
+    with pytest.raises(refusal):
+        command(warm_cart)
+    assert not image.write_in_flight(warm_cart.id)
+    with CaptureQueriesContext(connection) as queries:
+        assert service.get_cart(warm_cart.id) == warm_cart
+    assert len(queries) == 0  # still served from memory: the entry was kept, not dropped
+
+
+def test_a_failing_catalog_releases_the_lock_and_its_error_is_the_answer(warm_cart, monkeypatch):
+    def broken(self, sku):
+        raise ConnectionError("the catalog service is down")
+
+    monkeypatch.setattr(DemoCatalog, "product", broken)
+    with pytest.raises(ConnectionError, match="catalog service is down"):
+        service.add_line(warm_cart.id, "SKU-2", 1)
+    assert not image.write_in_flight(warm_cart.id)
+    with CaptureQueriesContext(connection) as queries:
+        assert service.get_cart(warm_cart.id) == warm_cart
+    assert len(queries) == 0
+
+
+def test_a_busy_cart_still_answers_the_lookups_refusal_at_once(warm_cart, settings):
+    """The lock held by another writer: the lookup's refusal is the answer, without waiting
+    for the lock (nothing was taken)."""
+    settings.CARTIMAGE = {**settings.CARTIMAGE, "LOCK_WAIT": 2}
+    other = image._Locks("another-writer")
+    other.take([warm_cart.id])
+    try:
+        with count_round_trips() as trips, pytest.raises(d.UnknownSku):
+            service.add_line(warm_cart.id, "NOPE", 1)
+        assert trips.count == 1  # the lock's request (BUSY), and no wait for its release
+        assert image.write_in_flight(warm_cart.id)  # still the other writer's
+    finally:
+        other.settle("keep")
+    assert not image.write_in_flight(warm_cart.id)
+
+
+def test_a_replayed_command_does_not_look_the_product_up(warm_cart):
+    key = service.Idempotency("client-1", "add-once", "fingerprint")
+    first = service.add_line(warm_cart.id, "SKU-2", 1, idempotency=key)
+    with CaptureQueriesContext(connection) as queries:
+        again = service.add_line(warm_cart.id, "SKU-2", 1, idempotency=key)
+    assert again == first
+    assert not [q for q in queries.captured_queries if "carts_product" in q["sql"]]
