@@ -34,7 +34,8 @@ class DiscountInfo:
 
 class Catalog(Protocol):
     """What a shop implements to sell through carts (see docs/use-in-your-shop.md). Methods
-    run inside the request (and, for `reserve`, inside the checkout's transaction)."""
+    run inside the request (and, for `reserve`, inside the checkout's transaction); `product`
+    and `discount` for a command, while its cart's lock is being taken."""
 
     def product(self, sku: str) -> ProductInfo | None:
         """The product's current name, price and stock, or None if the sku is unknown."""

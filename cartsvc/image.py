@@ -498,10 +498,7 @@ class _Locks:
         NotFound, with nothing touched, for a viewer who may not see the cart."""
         deadline = time.monotonic() + conf.LOCK_WAIT
         reconciles = 0
-        viewer = self.viewer
-        if viewer is not None and not _scriptable(viewer.token):
-            viewer.check(read_cart(cart_id))  # a caller the lock script can not check
-            viewer = None
+        viewer = self._script_viewer(cart_id)
         while True:
             known = _states.get(cart_id)
             result = self._acquire(cart_id, lock_ms, known, viewer)
@@ -528,6 +525,18 @@ class _Locks:
             self._keep(cart_id, result, known)
             return True
 
+    def _script_viewer(self, cart_id: str) -> Viewer | None:
+        """The caller for the lock script to check. One it can not compare is checked here,
+        on a read, and the command's lookup runs before it: its error comes first, as when
+        the script checks the caller."""
+        viewer = self.viewer
+        if viewer is None or _scriptable(viewer.token):
+            return viewer
+        if self.meanwhile is not None:
+            self.meanwhile.finish()
+        viewer.check(read_cart(cart_id))
+        return None
+
     def _acquire(
         self, cart_id: str, lock_ms: int, known: d.Cart | None, viewer: Viewer | None
     ) -> c.Acquired | None:
@@ -549,13 +558,13 @@ class _Locks:
                 meanwhile,
             )
         except c.CacheUnavailable:
-            if meanwhile is not None:
-                meanwhile.finish()
+            result = None
+        if meanwhile is not None and (result is None or result.status not in _TAKEN):
+            meanwhile.finish()  # nothing held: its error is the answer
+        if result is None:
             if viewer is not None:
                 viewer.check(_from_db(cart_id))
             return None
-        if meanwhile is not None and result.status not in _TAKEN:
-            meanwhile.finish()  # nothing held: its error is the answer
         if result.status == c.HIDDEN:
             raise d.NotFound("cart not found")
         return result

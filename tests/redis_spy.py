@@ -27,3 +27,26 @@ def count_round_trips() -> Iterator[RoundTrips]:
         yield spy
     finally:
         AbstractConnection.send_packed_command = original
+
+
+@contextlib.contextmanager
+def record_requests_and_replies(steps: list[str]) -> Iterator[list[str]]:
+    """Append "send" to `steps` for every request written to a connection and "read" for
+    every reply read, in the order they happen (other steps may be appended meanwhile)."""
+    send, read = AbstractConnection.send_packed_command, AbstractConnection.read_response
+
+    def sending(self, *args, **kwargs):
+        steps.append("send")
+        return send(self, *args, **kwargs)
+
+    def reading(self, *args, **kwargs):
+        steps.append("read")
+        return read(self, *args, **kwargs)
+
+    AbstractConnection.send_packed_command = sending
+    AbstractConnection.read_response = reading
+    try:
+        yield steps
+    finally:
+        AbstractConnection.send_packed_command = send
+        AbstractConnection.read_response = read

@@ -6,13 +6,12 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from redis.connection import AbstractConnection
 
 from carts.catalog import DemoCatalog
 from cartsvc import domain as d
 from cartsvc import image, service
 from tests.factories import make_cart, make_discount
-from tests.redis_spy import count_round_trips
+from tests.redis_spy import count_round_trips, record_requests_and_replies
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("needs_redis")]
 
@@ -20,6 +19,12 @@ LOOKUPS = {
     "add_line": lambda cart: service.add_line(cart.id, "SKU-2", 1),
     "apply_discount": lambda cart: service.apply_discount(cart.id, "TEN"),
 }
+
+
+@pytest.fixture(autouse=True)
+def long_lease(settings):
+    # A lease renewal inside a measured call would add its own round trips and queries.
+    settings.CARTIMAGE = {**settings.CARTIMAGE, "TRUST_LEASE": 60}
 
 
 @pytest.fixture
@@ -31,25 +36,12 @@ def warm_cart(products):
 
 
 @pytest.mark.parametrize("command", LOOKUPS.values(), ids=LOOKUPS)
-def test_the_lookup_waits_together_with_the_lock_request(warm_cart, command, monkeypatch):
-    steps: list[str] = []
-    send, read = AbstractConnection.send_packed_command, AbstractConnection.read_response
-
-    def sending(self, *args, **kwargs):
-        steps.append("send")
-        return send(self, *args, **kwargs)
-
-    def reading(self, *args, **kwargs):
-        steps.append("read")
-        return read(self, *args, **kwargs)
-
+def test_the_lookup_waits_together_with_the_lock_request(warm_cart, command):
     def querying(execute, sql, params, many, context):
         steps.append("commit" if sql.lstrip().startswith("WITH") else "lookup")
         return execute(sql, params, many, context)
 
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", sending)
-    monkeypatch.setattr(AbstractConnection, "read_response", reading)
-    with connection.execute_wrapper(querying):
+    with record_requests_and_replies([]) as steps, connection.execute_wrapper(querying):
         cart = command(warm_cart)
     assert cart.version == warm_cart.version + 1
     # The lock's request, the catalog's query while Redis answers, then the lock's reply;
@@ -112,3 +104,24 @@ def test_a_replayed_command_does_not_look_the_product_up(warm_cart):
         again = service.add_line(warm_cart.id, "SKU-2", 1, idempotency=key)
     assert again == first
     assert not [q for q in queries.captured_queries if "carts_product" in q["sql"]]
+
+
+@pytest.mark.parametrize("viewer", ["another user", "an id beyond the script's numbers"])
+def test_a_foreign_callers_unknown_sku_is_refused_before_the_cart_is_looked_at(warm_cart, viewer):
+    """Whoever asks, an unknown sku is the answer (it says nothing about the cart), with
+    nothing held; the script-checked caller and the read-checked one answer alike."""
+    from django.contrib.auth import get_user_model
+
+    from cartsvc.backends.base import VIEWER_ID_LIMIT
+
+    users = get_user_model().objects
+    alice = users.create_user("alice-l")
+    owned = make_cart({"SKU-1": 1}, owner_id=alice.pk)
+    service.get_cart(owned.id)
+    who = users.create_user("bob-l").pk
+    who = who if viewer == "another user" else VIEWER_ID_LIMIT + who
+    with pytest.raises(d.UnknownSku):
+        service.add_line(owned.id, "NOPE", 1, as_user=who)
+    with pytest.raises(service.NotFound):
+        service.add_line(owned.id, "SKU-2", 1, as_user=who)
+    assert not image.write_in_flight(owned.id)

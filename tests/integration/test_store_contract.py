@@ -165,27 +165,15 @@ def base_fill(store, version: int, payload: bytes, cart_id: str = CART) -> bool:
     return store.fill(cart_id, claimed.gen, "f", version, payload, KEEP)
 
 
-def test_acquire_runs_meanwhile_once_with_the_lock_request_in_flight(store, monkeypatch):
+def test_acquire_runs_meanwhile_once_with_the_lock_request_in_flight(store):
     """`meanwhile` runs once per acquire; on Redis after the request is sent and before its
     reply is read (so a catalog query waits together with the lock), on SQLite first."""
-    from redis.connection import AbstractConnection
+    from tests.redis_spy import record_requests_and_replies
 
     now = store.reconcile_begin(0, "r", 1000).now_ms
     store.reconcile_end(0, "r", now + KEEP, [])
-    steps: list[str] = []
-    send, read = AbstractConnection.send_packed_command, AbstractConnection.read_response
-
-    def sending(self, *args, **kwargs):
-        steps.append("send")
-        return send(self, *args, **kwargs)
-
-    def reading(self, *args, **kwargs):
-        steps.append("read")
-        return read(self, *args, **kwargs)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", sending)
-    monkeypatch.setattr(AbstractConnection, "read_response", reading)
-    found = store.acquire(CART, "w1", 5000, KEEP, "", "", lambda: steps.append("meanwhile"))
+    with record_requests_and_replies([]) as steps:
+        found = store.acquire(CART, "w1", 5000, KEEP, "", "", lambda: steps.append("meanwhile"))
     assert found == c.Acquired(c.ACQUIRED_EMPTY)
     if isinstance(store, RedisStore):
         assert steps == ["send", "meanwhile", "read"]
