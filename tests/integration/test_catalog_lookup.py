@@ -125,3 +125,54 @@ def test_a_foreign_callers_unknown_sku_is_refused_before_the_cart_is_looked_at(w
     with pytest.raises(service.NotFound):
         service.add_line(owned.id, "SKU-2", 1, as_user=who)
     assert not image.write_in_flight(owned.id)
+
+
+@pytest.fixture
+def lookups(monkeypatch):
+    """The skus the demo catalog was asked for, in order."""
+    asked: list[str] = []
+    product = DemoCatalog.product
+
+    def counting(self, sku):
+        asked.append(sku)
+        return product(self, sku)
+
+    monkeypatch.setattr(DemoCatalog, "product", counting)
+    return asked
+
+
+def test_with_the_cache_skipped_the_lookup_runs_once_and_its_refusal_stands(
+    warm_cart, lookups, monkeypatch, settings
+):
+    """The breaker open (a recent cache error): no lock request runs the lookup, so the
+    command runs it before deciding; the add is written to the database all the same."""
+    # A write without the cache's lock waits out TRUST_LEASE after its commit: keep it short.
+    settings.CARTIMAGE = {**settings.CARTIMAGE, "TRUST_LEASE": 0.05}
+    monkeypatch.setattr(image.breaker, "open_until", 10**12)  # open for the whole test
+    with pytest.raises(d.UnknownSku):
+        service.add_line(warm_cart.id, "NOPE", 1)
+    cart = service.add_line(warm_cart.id, "SKU-2", 1)
+    assert lookups == ["NOPE", "SKU-2"]
+    assert cart.version == warm_cart.version + 1
+    assert [line.sku for line in cart.lines] == ["SKU-1", "SKU-2"]
+
+
+def test_a_command_retried_after_a_conflict_looks_the_product_up_once(
+    warm_cart, lookups, monkeypatch
+):
+    from cartsvc import store
+
+    commit = store.commit
+    conflicts = []
+
+    def conflicting_once(*args, **kwargs):
+        if not conflicts:
+            conflicts.append(1)
+            raise store.Conflict("the version moved")
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(store, "commit", conflicting_once)
+    cart = service.add_line(warm_cart.id, "SKU-2", 1)
+    assert conflicts == [1]
+    assert lookups == ["SKU-2"]
+    assert cart.version == warm_cart.version + 1
