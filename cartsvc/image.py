@@ -971,6 +971,8 @@ def safe_process_action(fn: F | None = None, *, read: bool = False, create: bool
         ) -> Any:
             key = cart_key(cart_id)
             if read:
+                if meanwhile is not None:
+                    meanwhile()  # nothing to overlap with: a read takes no lock
                 cart = read_cart(key)
                 if expected_version is not None and cart.version != expected_version:
                     raise d.VersionConflict(f"cart is at version {cart.version}")

@@ -176,3 +176,10 @@ def test_a_command_retried_after_a_conflict_looks_the_product_up_once(
     assert conflicts == [1]
     assert lookups == ["SKU-2"]
     assert cart.version == warm_cart.version + 1
+
+
+def test_a_read_through_the_door_runs_the_work_it_is_given_too(warm_cart):
+    ran: list[str] = []
+    read = image.safe_process_action(read=True)(lambda cart: cart)
+    assert read(warm_cart.id, meanwhile=lambda: ran.append("ran")) == warm_cart
+    assert ran == ["ran"]
