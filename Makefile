@@ -152,6 +152,8 @@ bench: venv services wrk
 	  $(PY) bench/run.py
 	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
 	  $(PY) bench/profile_http.py | tee bench/profile.md
+	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
+	  $(PY) bench/cpu_split.py | tee bench/cpu_split.md
 	$(PY) bench/failover_cost.py | tee bench/failover.md
 	DATABASE_URL=$(BENCH_DB_URL) REDIS_URL=$(BENCH_REDIS_URL) CART_KEY_PREFIX=bench \
 	  CART_SUBSCRIPTION_NUDGE=0 $(PY) bench/subscriptions_bench.py | tee bench/subscriptions.md
