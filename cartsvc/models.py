@@ -14,7 +14,10 @@ class Cart(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING
     )
-    status = models.CharField(max_length=16, db_index=True)
+    # No index of its own: (status, last_activity_at) below serves every filter on status,
+    # and each index here is written by every command (the UPDATE can not be HOT: it sets
+    # last_activity_at, which is indexed).
+    status = models.CharField(max_length=16)
     currency = models.CharField(max_length=3)
     version = models.PositiveIntegerField()
     next_line_id = models.PositiveIntegerField(default=1)
@@ -34,9 +37,16 @@ class Cart(models.Model):
 
 
 class CartLine(models.Model):
-    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="line_rows")
+    # Indexed by cartline_unique_line_id (cart, line_id), as CartEvent's and CartSnapshot's
+    # carts are by their (cart, version): a second index on the column alone would only
+    # cost every insert.
+    cart = models.ForeignKey(
+        Cart, on_delete=models.CASCADE, related_name="line_rows", db_index=False
+    )
     line_id = models.PositiveIntegerField()
-    sku = models.CharField(max_length=64, db_index=True)
+    # Not indexed: nothing looks lines up by sku (the admin's search matches it
+    # case-insensitively, per cart).
+    sku = models.CharField(max_length=64)
     name = models.CharField(max_length=200)
     options = models.JSONField(default=list)
     quantity = models.PositiveIntegerField()
@@ -54,7 +64,7 @@ class CartLine(models.Model):
 
 
 class CartEvent(models.Model):
-    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="events")
+    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="events", db_index=False)
     version = models.PositiveIntegerField()
     type = models.CharField(max_length=32)
     schema = models.PositiveSmallIntegerField()
@@ -80,7 +90,9 @@ class CartEvent(models.Model):
 
 
 class CartSnapshot(models.Model):
-    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="snapshots")
+    cart = models.ForeignKey(
+        Cart, on_delete=models.CASCADE, related_name="snapshots", db_index=False
+    )
     version = models.PositiveIntegerField()
     schema = models.PositiveSmallIntegerField()
     state = models.JSONField()
