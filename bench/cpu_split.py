@@ -27,24 +27,15 @@ from bench import http_bench  # noqa: E402  (sets Django up)
 
 SECONDS = int(os.environ.get("BENCH_SPLIT_SECONDS", "8"))
 ROUNDS = 2
-TICK = os.sysconf("SC_CLK_TCK")
+TICK = http_bench.TICK
 GROUPS = ("gunicorn workers", "PostgreSQL", "Redis", "wrk", "the rest of the host")
 
 
 def processes_cpu(master: int) -> Counter[str]:
     """CPU seconds used so far, by group, of the processes alive now."""
     used: Counter[str] = Counter()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()  # state, ppid, ... utime (11), stime (12)
-        seconds = (int(fields[11]) + int(fields[12])) / TICK
-        if int(fields[1]) == master:
+    for name, parent, seconds in http_bench.processes():
+        if parent == master:
             used["gunicorn workers"] += seconds
         elif name.startswith("postgres"):
             used["PostgreSQL"] += seconds

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -232,9 +233,8 @@ def stop_server(server: subprocess.Popen) -> None:
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def workers_cpu(master: int) -> float:
-    """CPU seconds (user + system) used so far by the gunicorn master's worker processes."""
-    total = 0.0
+def processes() -> Iterator[tuple[str, int, float]]:
+    """(name, parent pid, CPU seconds used so far: user + system) of each live process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -242,10 +242,14 @@ def workers_cpu(master: int) -> float:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == master:  # fields: state, ppid, ... utime (11), stime (12)
-            total += (int(fields[11]) + int(fields[12])) / TICK
-    return total
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()  # state, ppid, ... utime (11), stime (12)
+        yield name, int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK
+
+
+def workers_cpu(master: int) -> float:
+    """CPU seconds (user + system) used so far by the gunicorn master's worker processes."""
+    return sum(seconds for _, parent, seconds in processes() if parent == master)
 
 
 def wrk(url: str, seconds: int, script: Path) -> tuple[int, float, float, float, int]:
