@@ -33,10 +33,12 @@ DROP FUNCTION IF EXISTS cartsvc_event_position();
 
 
 def create_position_index(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
+    connection = schema_editor.connection
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
         # CONCURRENTLY: carts go on being written while a big event table is indexed (a
         # plain CREATE INDEX would block them for the whole build); no statement timeout,
-        # the app's own would cancel it on a large log.
+        # the app's own would cancel it on a large log. Not inside a caller's transaction,
+        # where PostgreSQL refuses it: there, the plain statement below.
         schema_editor.execute("SET statement_timeout = 0")
         schema_editor.execute(
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS cartevent_position"

@@ -6,41 +6,126 @@ up by sku. Django's AlterField would drop the foreign keys' indexes by dropping 
 foreign key constraints again, which checks every row of the event log under a lock: so the
 state changes alone, and the database only loses the indexes (on PostgreSQL concurrently, so
 that a running shop's commands are not held up).
+
+Only the indexes `db_index=True` made are dropped: on PostgreSQL a plain btree on exactly the
+column, with no predicate and the column's default operator class or `varchar_pattern_ops`
+(Django's `_like` twin). An index a shop added of its own (partial, on an expression, another
+access method) stays. The database side reads the catalog when it runs, so `sqlmigrate` shows
+what it would drop from the database it is pointed at.
 """
 
 import django.db.models.deletion
 from django.db import migrations, models
 
-# (table, column): a non-unique index on exactly this column is dropped.
+# (model, field) whose own index goes.
 REDUNDANT = (
-    ("cartsvc_cart", "status"),
-    ("cartsvc_cartline", "cart_id"),
-    ("cartsvc_cartline", "sku"),
-    ("cartsvc_cartevent", "cart_id"),
-    ("cartsvc_cartsnapshot", "cart_id"),
+    ("cart", "status"),
+    ("cartline", "cart"),
+    ("cartline", "sku"),
+    ("cartevent", "cart"),
+    ("cartsnapshot", "cart"),
 )
+
+# The indexes db_index=True builds on PostgreSQL, and nothing else on the column.
+POSTGRESQL_OWN_INDEXES = """
+SELECT i.relname
+  FROM pg_index x
+  JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN pg_class t ON t.oid = x.indrelid
+  JOIN pg_am am ON am.oid = i.relam
+  JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0]
+  JOIN pg_opclass oc ON oc.oid = x.indclass[0]
+ WHERE t.relname = %s AND pg_catalog.pg_table_is_visible(t.oid) AND a.attname = %s
+   AND am.amname = 'btree' AND x.indnatts = 1 AND x.indpred IS NULL AND x.indexprs IS NULL
+   AND NOT x.indisunique AND NOT x.indisprimary
+   AND (oc.opcdefault OR oc.opcname = 'varchar_pattern_ops')
+ ORDER BY 1
+"""
+INVALID = """
+SELECT NOT x.indisvalid FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+ WHERE i.relname = %s AND pg_catalog.pg_table_is_visible(i.oid)
+"""
+
+
+def _targets(apps):
+    """(table, column, field) of each redundant index, from the migration's own state."""
+    for model_name, field_name in REDUNDANT:
+        model = apps.get_model("cartsvc", model_name)
+        field = model._meta.get_field(field_name)
+        yield model._meta.db_table, field.column, field
+
+
+def _concurrently(schema_editor) -> str:
+    """CONCURRENTLY on PostgreSQL (writes go on meanwhile), unless the caller runs the
+    migration inside a transaction, where PostgreSQL refuses it: then a plain statement."""
+    connection = schema_editor.connection
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        # A concurrent build or drop waits for running transactions: the app's own
+        # statement and lock timeouts would cancel it on a busy shop.
+        schema_editor.execute("SET statement_timeout = 0")
+        schema_editor.execute("SET lock_timeout = 0")
+        return " CONCURRENTLY"
+    return ""
+
+
+def _reset(schema_editor, concurrently: str) -> None:
+    if concurrently:
+        schema_editor.execute("RESET statement_timeout")
+        schema_editor.execute("RESET lock_timeout")
 
 
 def drop_indexes(apps, schema_editor):
     connection = schema_editor.connection
-    concurrently = " CONCURRENTLY" if connection.vendor == "postgresql" else ""
-    with connection.cursor() as cursor:
-        for table, column in REDUNDANT:
-            found = connection.introspection.get_constraints(cursor, table)
-            for name, info in sorted(found.items()):
-                if info["index"] and not info["unique"] and info["columns"] == [column]:
-                    schema_editor.execute(
-                        f"DROP INDEX{concurrently} IF EXISTS {schema_editor.quote_name(name)}"
-                    )
+    postgresql = connection.vendor == "postgresql"
+    concurrently = _concurrently(schema_editor)
+    for table, column, _field in _targets(apps):
+        with connection.cursor() as cursor:
+            if postgresql:
+                cursor.execute(POSTGRESQL_OWN_INDEXES, [table, column])
+                names = [name for (name,) in cursor.fetchall()]
+            else:  # SQLite: every index is a btree, and partial ones are not reported apart
+                found = connection.introspection.get_constraints(cursor, table)
+                names = sorted(
+                    name
+                    for name, info in found.items()
+                    if info["index"]
+                    and not info["unique"]
+                    and info["columns"] == [column]
+                    and name == schema_editor._create_index_name(table, [column], suffix="")
+                )
+        for name in names:
+            schema_editor.execute(
+                f"DROP INDEX{concurrently} IF EXISTS {schema_editor.quote_name(name)}"
+            )
+    _reset(schema_editor, concurrently)
 
 
 def create_indexes(apps, schema_editor):
-    for table, column in REDUNDANT:
-        name = schema_editor.quote_name(f"{table}_{column}_0008")
-        schema_editor.execute(
-            f"CREATE INDEX IF NOT EXISTS {name} ON {schema_editor.quote_name(table)}"
-            f" ({schema_editor.quote_name(column)})"
-        )
+    # `apps` is 0007's state here (db_index=True): the names and operator classes it built.
+    connection = schema_editor.connection
+    postgresql = connection.vendor == "postgresql"
+    quote = schema_editor.quote_name
+    concurrently = _concurrently(schema_editor)
+    for table, column, field in _targets(apps):
+        name = schema_editor._create_index_name(table, [column], suffix="")
+        wanted = [(name, quote(column))]
+        if postgresql and field.db_type(connection).startswith("varchar"):
+            like = schema_editor._create_index_name(table, [column], suffix="_like")
+            wanted.append((like, f"{quote(column)} varchar_pattern_ops"))
+        for index, columns in wanted:
+            if postgresql:
+                # A concurrent build that was interrupted leaves an invalid index of that
+                # name, which IF NOT EXISTS would keep for good.
+                with connection.cursor() as cursor:
+                    cursor.execute(INVALID, [index])
+                    invalid = cursor.fetchone()
+                if invalid and invalid[0]:
+                    schema_editor.execute(f"DROP INDEX{concurrently} IF EXISTS {quote(index)}")
+            schema_editor.execute(
+                f"CREATE INDEX{concurrently} IF NOT EXISTS {quote(index)}"
+                f" ON {quote(table)} ({columns})"
+            )
+    _reset(schema_editor, concurrently)
 
 
 class Migration(migrations.Migration):
