@@ -14,6 +14,8 @@ access method) stays. The database side reads the catalog when it runs, so `sqlm
 what it would drop from the database it is pointed at.
 """
 
+from contextlib import contextmanager
+
 import django.db.models.deletion
 from django.db import migrations, models
 
@@ -55,77 +57,82 @@ def _targets(apps):
         yield model._meta.db_table, field.column, field
 
 
-def _concurrently(schema_editor) -> str:
-    """CONCURRENTLY on PostgreSQL (writes go on meanwhile), unless the caller runs the
-    migration inside a transaction, where PostgreSQL refuses it: then a plain statement."""
+@contextmanager
+def _concurrently(schema_editor):
+    """Yield " CONCURRENTLY" on PostgreSQL (writes go on meanwhile), unless the caller runs
+    the migration inside a transaction, where PostgreSQL refuses it: then "", plain ones."""
     connection = schema_editor.connection
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        # A concurrent build or drop waits for running transactions: the app's own
-        # statement and lock timeouts would cancel it on a busy shop.
-        schema_editor.execute("SET statement_timeout = 0")
-        schema_editor.execute("SET lock_timeout = 0")
-        return " CONCURRENTLY"
-    return ""
-
-
-def _reset(schema_editor, concurrently: str) -> None:
-    if concurrently:
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield ""
+        return
+    # A concurrent build or drop waits for running transactions: the app's own statement
+    # and lock timeouts would cancel it on a busy shop.
+    schema_editor.execute("SET statement_timeout = 0")
+    schema_editor.execute("SET lock_timeout = 0")
+    try:
+        yield " CONCURRENTLY"
+    finally:
         schema_editor.execute("RESET statement_timeout")
         schema_editor.execute("RESET lock_timeout")
 
 
-def drop_indexes(apps, schema_editor):
+def _redundant_indexes(schema_editor, table: str, column: str) -> list[str]:
+    """The names of the indexes db_index=True built on the column, and of nothing else."""
     connection = schema_editor.connection
-    postgresql = connection.vendor == "postgresql"
-    concurrently = _concurrently(schema_editor)
-    for table, column, _field in _targets(apps):
-        with connection.cursor() as cursor:
-            if postgresql:
-                cursor.execute(POSTGRESQL_OWN_INDEXES, [table, column])
-                names = [name for (name,) in cursor.fetchall()]
-            else:  # SQLite: every index is a btree, and partial ones are not reported apart
-                found = connection.introspection.get_constraints(cursor, table)
-                names = sorted(
-                    name
-                    for name, info in found.items()
-                    if info["index"]
-                    and not info["unique"]
-                    and info["columns"] == [column]
-                    and name == schema_editor._create_index_name(table, [column], suffix="")
-                )
-        for name in names:
-            schema_editor.execute(
-                f"DROP INDEX{concurrently} IF EXISTS {schema_editor.quote_name(name)}"
-            )
-    _reset(schema_editor, concurrently)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(POSTGRESQL_OWN_INDEXES, [table, column])
+            return [name for (name,) in cursor.fetchall()]
+        # SQLite: every index is a btree, and a partial one is not reported apart: the name
+        # Django gave it tells.
+        ours = schema_editor._create_index_name(table, [column], suffix="")
+        found = connection.introspection.get_constraints(cursor, table)
+        return [
+            name
+            for name, info in found.items()
+            if name == ours and info["index"] and not info["unique"]
+        ]
+
+
+def drop_indexes(apps, schema_editor):
+    quote = schema_editor.quote_name
+    with _concurrently(schema_editor) as concurrently:
+        for table, column, _field in _targets(apps):
+            for name in _redundant_indexes(schema_editor, table, column):
+                schema_editor.execute(f"DROP INDEX{concurrently} IF EXISTS {quote(name)}")
+
+
+def _invalid(schema_editor, index: str) -> bool:
+    """Whether an interrupted concurrent build left an invalid index of that name (which
+    CREATE INDEX IF NOT EXISTS would keep for good)."""
+    if schema_editor.connection.vendor != "postgresql":
+        return False
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(INVALID, [index])
+        found = cursor.fetchone()
+    return bool(found and found[0])
 
 
 def create_indexes(apps, schema_editor):
     # `apps` is 0007's state here (db_index=True): the names and operator classes it built.
     connection = schema_editor.connection
-    postgresql = connection.vendor == "postgresql"
     quote = schema_editor.quote_name
-    concurrently = _concurrently(schema_editor)
-    for table, column, field in _targets(apps):
-        name = schema_editor._create_index_name(table, [column], suffix="")
-        wanted = [(name, quote(column))]
-        if postgresql and field.db_type(connection).startswith("varchar"):
-            like = schema_editor._create_index_name(table, [column], suffix="_like")
-            wanted.append((like, f"{quote(column)} varchar_pattern_ops"))
-        for index, columns in wanted:
-            if postgresql:
-                # A concurrent build that was interrupted leaves an invalid index of that
-                # name, which IF NOT EXISTS would keep for good.
-                with connection.cursor() as cursor:
-                    cursor.execute(INVALID, [index])
-                    invalid = cursor.fetchone()
-                if invalid and invalid[0]:
+    with _concurrently(schema_editor) as concurrently:
+        for table, column, field in _targets(apps):
+            name = schema_editor._create_index_name(table, [column], suffix="")
+            wanted = [(name, quote(column))]
+            if connection.vendor == "postgresql" and field.db_type(connection).startswith(
+                "varchar"
+            ):
+                like = schema_editor._create_index_name(table, [column], suffix="_like")
+                wanted.append((like, f"{quote(column)} varchar_pattern_ops"))
+            for index, columns in wanted:
+                if _invalid(schema_editor, index):
                     schema_editor.execute(f"DROP INDEX{concurrently} IF EXISTS {quote(index)}")
-            schema_editor.execute(
-                f"CREATE INDEX{concurrently} IF NOT EXISTS {quote(index)}"
-                f" ON {quote(table)} ({columns})"
-            )
-    _reset(schema_editor, concurrently)
+                schema_editor.execute(
+                    f"CREATE INDEX{concurrently} IF NOT EXISTS {quote(index)}"
+                    f" ON {quote(table)} ({columns})"
+                )
 
 
 class Migration(migrations.Migration):
